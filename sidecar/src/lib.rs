@@ -1,0 +1,1 @@
+//! BMH sidecar (skeleton; see issue #3).

