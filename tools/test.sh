@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one test command (`make test`): installs what is missing, checks formatting and lints for
+# the native and wasm32 builds, builds the filter artifact, then runs every test tier:
+#   core unit tests natively and under wasm-bindgen-test in Node, the filter inside a real Envoy,
+#   the sidecar against a real kube-apiserver + etcd, and the end-to-end tests.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "bootstrap"
+eval "$(tools/bootstrap.sh)"
+
+step "format and lints (native, wasm32-wasip1, wasm32-unknown-unknown)"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p webhook-core -p webhook-filter --target wasm32-wasip1 --locked -- -D warnings
+cargo clippy -p webhook-core --all-targets --target wasm32-unknown-unknown --locked -- -D warnings
+
+step "build the filter artifact and the sidecar binary"
+FILTER_WASM=$(filter/build.sh)
+export FILTER_WASM
+cargo build -p bmh-sidecar --locked
+export SIDECAR_BIN="$root/target/debug/bmh-sidecar"
+
+step "core tests under wasm-bindgen-test (wasm32-unknown-unknown, Node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_DIR/wasm-bindgen-test-runner" \
+  cargo test -p webhook-core --target wasm32-unknown-unknown --locked
+
+step "all native tests: unit, Envoy, real kube-apiserver, end to end"
+cargo test --workspace --locked
