@@ -1,1 +1,122 @@
-//! BMH sidecar (skeleton; see issue #3).
+//! # bmh-sidecar
+//!
+//! Turns verified reservation events into Metal3 BareMetalHost (BMH) provisioning. It runs
+//! behind the webhook filter (Envoy or Istio), which has already checked the signature and the
+//! schema; the sidecar checks the body again, records each reservation's intent on its BMH, and
+//! a small controller does the slow work, waits for Metal3 and notifies.
+//!
+//! ```text
+//!  reservation system ─POST /webhook─▶ proxy + filter ─▶ sidecar HTTP (server.rs)
+//!                                                          │ parse + validate (webhook.rs)
+//!                                                          │ per resource: map to a BMH by label
+//!                                                          │   or name, decide (plan.rs), write the
+//!                                                          │   intent as annotations with a
+//!                                                          │   resourceVersion precondition (k8s.rs)
+//!                                                          ▼
+//!                                       202 {"status":"accepted", "results":[...]}
+//!
+//!  kube-apiserver ──one watch over BMHs──▶ reconciler (reconcile.rs, kube-runtime Controller)
+//!                                            │ next_step (plan.rs) from annotations + status:
+//!                                            │  provisioning: userData Secret, spec patch,
+//!                                            │    wait provisioned / operator error / timeout
+//!                                            │  deprovisioning: spec patch, Secret deleted,
+//!                                            │    wait available / error / timeout
+//!                                            │  provisioned|released|failed: notify (notify.rs)
+//!                                            │  released + pending start: hand the host over
+//!                                            ▼
+//!                                  NOTIFY_URL ◀─ signed JSON POST, retried with backoff
+//! ```
+//!
+//! Kubernetes is the only state: intent, phase, pending start and delivered notification live
+//! in annotations on the BMH (see [`model::Keys`]), and every write carries the resourceVersion
+//! it was decided on, so a restarted sidecar or a second replica finishes any unfinished work and
+//! two writers never both act.
+//!
+//! # Layout
+//! - [`config`]: environment variables and flags (clap), checked into [`config::Config`].
+//! - [`error`]: the crate's error type, with the HTTP status and `error_type` of each variant.
+//! - [`model`]: annotation names, [`model::Phase`], [`model::Host`] (what decisions read).
+//! - [`plan`]: pure decisions: webhook deliveries, reconciler steps, spec patches, name mapping.
+//! - [`cloudinit`]: the `#cloud-config` userData, rendered by a YAML serializer.
+//! - [`k8s`]: all Kubernetes I/O (BMHs as `DynamicObject`s, Secrets).
+//! - [`webhook`]: the `POST /webhook` logic.
+//! - [`reconcile`]: the controller that carries out intents.
+//! - [`notify`]: signed notifications with retry.
+//! - [`server`]: hyper HTTP layer with graceful shutdown.
+//! - [`metrics`], [`telemetry`]: Prometheus counters and JSON logs.
+//! - [`state`]: what handlers and the reconciler share.
+
+pub mod cloudinit;
+pub mod config;
+pub mod error;
+pub mod k8s;
+pub mod metrics;
+pub mod model;
+pub mod notify;
+pub mod plan;
+pub mod reconcile;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod webhook;
+
+use std::time::Duration;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use state::AppState;
+
+/// Builds the Kubernetes client: in-cluster service account, else `KUBECONFIG`/`~/.kube/config`.
+pub async fn kube_client() -> Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .map_err(|e| Error::KubeConfig(e.to_string()))
+}
+
+/// Runs the sidecar until SIGTERM or SIGINT: HTTP server and reconciler.
+pub async fn run(config: Config) -> Result<()> {
+    let client = kube_client().await?;
+    let addr = config.addr;
+    let state = AppState::new(config, client)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, namespace = %state.config.namespace, "bmh-sidecar listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(reconcile::run(state.clone(), async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
+    let served = server::run(listener, state, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(10), reconciler)
+        .await
+        .is_err()
+    {
+        tracing::warn!("reconciler did not stop within 10s");
+    }
+    tracing::info!("bmh-sidecar stopped");
+    served
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

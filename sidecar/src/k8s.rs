@@ -1,0 +1,251 @@
+//! All Kubernetes I/O: reading and patching BMHs (as `DynamicObject`s of the configured
+//! group/version/plural) and the userData Secrets. Nothing here decides anything.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
+    PatchParams, PostParams,
+};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::{Error, Result, is_conflict, is_not_found};
+use crate::model::{Holder, Host, Keys};
+
+/// Field manager recorded in managedFields for every write.
+pub const FIELD_MANAGER: &str = "bmh-sidecar";
+
+/// Kind of the BMH custom resource.
+pub const BMH_KIND: &str = "BareMetalHost";
+
+/// How a conditional write ended.
+#[derive(Debug)]
+pub enum Write {
+    /// Applied; the host as the API server returned it.
+    Done(Box<DynamicObject>),
+    /// The resourceVersion precondition failed: re-read and decide again.
+    Conflict,
+    /// The object no longer exists.
+    Gone,
+}
+
+/// Typed access to the BMHs and Secrets of the configured namespace.
+#[derive(Clone)]
+pub struct Kube {
+    client: Client,
+    bmh: Api<DynamicObject>,
+    secrets: Api<Secret>,
+    resource: ApiResource,
+    namespace: String,
+    /// Deadline of one API call made while a webhook request waits.
+    call_timeout: Duration,
+}
+
+impl Kube {
+    /// Wraps `client` for the configured namespace and BMH resource.
+    pub fn new(client: Client, cfg: &Config) -> Self {
+        let gvk = GroupVersionKind::gvk(&cfg.bmh_group, &cfg.bmh_version, BMH_KIND);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, &cfg.bmh_plural);
+        Kube {
+            bmh: Api::namespaced_with(client.clone(), &cfg.namespace, &resource),
+            secrets: Api::namespaced(client.clone(), &cfg.namespace),
+            client,
+            resource,
+            namespace: cfg.namespace.clone(),
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The BMH API (for the watcher).
+    pub fn bmh_api(&self) -> Api<DynamicObject> {
+        self.bmh.clone()
+    }
+
+    /// The BMH resource description.
+    pub fn resource(&self) -> ApiResource {
+        self.resource.clone()
+    }
+
+    async fn timed<T>(
+        &self,
+        name: Option<&str>,
+        fut: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>> {
+        tokio::time::timeout(self.call_timeout, fut)
+            .await
+            .map_err(|_| {
+                Error::ApiUnavailable(format!(
+                    "no answer within {}s{}",
+                    self.call_timeout.as_secs(),
+                    name.map(|n| format!(" for {n}")).unwrap_or_default()
+                ))
+            })
+    }
+
+    /// The API server answers (`GET /version`).
+    pub async fn ping(&self) -> Result<()> {
+        let r = self.timed(None, self.client.apiserver_version()).await?;
+        r.map(|_| ()).map_err(|e| Error::kube(e, None))
+    }
+
+    /// The BMHs labelled `label=value`.
+    pub async fn list_labelled(&self, label: &str, value: &str) -> Result<Vec<DynamicObject>> {
+        let lp = ListParams::default().labels(&format!("{label}={value}"));
+        let r = self.timed(None, self.bmh.list(&lp)).await?;
+        r.map(|l| l.items).map_err(|e| Error::kube(e, None))
+    }
+
+    /// The BMH named `name`, if it exists.
+    pub async fn get_bmh(&self, name: &str) -> Result<Option<DynamicObject>> {
+        match self.timed(Some(name), self.bmh.get(name)).await? {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::kube(e, Some(name))),
+        }
+    }
+
+    /// JSON merge patch of a BMH; a `metadata.resourceVersion` in `patch` is a precondition.
+    pub async fn patch_bmh(&self, name: &str, patch: &Value) -> Result<Write> {
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        match self
+            .timed(Some(name), self.bmh.patch(name, &pp, &Patch::Merge(patch)))
+            .await?
+        {
+            Ok(o) => Ok(Write::Done(Box::new(o))),
+            Err(e) if is_conflict(&e) => Ok(Write::Conflict),
+            Err(e) if is_not_found(&e) => Ok(Write::Gone),
+            Err(e) => Err(Error::kube(e, Some(name))),
+        }
+    }
+
+    /// Creates the userData Secret of `host`, or brings an existing one to `user_data`.
+    pub async fn ensure_secret(&self, host: &Host, user_data: &str) -> Result<()> {
+        let name = host.secret_name();
+        let data: BTreeMap<String, ByteString> = [(
+            "userData".to_owned(),
+            ByteString(user_data.as_bytes().to_vec()),
+        )]
+        .into();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        FIELD_MANAGER.to_owned(),
+                    )]
+                    .into(),
+                ),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: self.resource.api_version.clone(),
+                    kind: self.resource.kind.clone(),
+                    name: host.name.clone(),
+                    uid: host.uid.clone(),
+                    ..OwnerReference::default()
+                }]),
+                ..ObjectMeta::default()
+            },
+            data: Some(data.clone()),
+            ..Secret::default()
+        };
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        match self
+            .timed(Some(&name), self.secrets.create(&pp, &secret))
+            .await?
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(Error::kube(e, Some(&name))),
+        }
+        // It exists: left over, or written by another replica. Make it say what it must.
+        let existing = self
+            .timed(Some(&name), self.secrets.get(&name))
+            .await?
+            .map_err(|e| Error::kube(e, Some(&name)))?;
+        let same_data =
+            existing.data.as_ref().and_then(|d| d.get("userData")) == data.get("userData");
+        let same_owner = existing
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == host.uid);
+        if same_data && same_owner {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": existing.resource_version(),
+                "ownerReferences": secret.metadata.owner_references,
+            },
+            "data": { "userData": ByteString(user_data.as_bytes().to_vec()) },
+        });
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        self.timed(
+            Some(&name),
+            self.secrets.patch(&name, &pp, &Patch::Merge(&patch)),
+        )
+        .await?
+        .map(|_| ())
+        .map_err(|e| Error::kube(e, Some(&name)))
+    }
+
+    /// Deletes the userData Secret of `host` (absent is fine).
+    pub async fn delete_secret(&self, host: &Host) -> Result<()> {
+        let name = host.secret_name();
+        match self
+            .timed(
+                Some(&name),
+                self.secrets.delete(&name, &DeleteParams::default()),
+            )
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::kube(e, Some(&name))),
+        }
+    }
+}
+
+/// Reads the decision-relevant facts of a BMH.
+pub fn host_of(keys: &Keys, obj: &DynamicObject) -> Host {
+    let empty = BTreeMap::new();
+    Host::read(
+        keys,
+        &obj.name_any(),
+        obj.metadata.namespace.as_deref().unwrap_or_default(),
+        obj.metadata.uid.as_deref().unwrap_or_default(),
+        obj.metadata.resource_version.as_deref().unwrap_or_default(),
+        obj.metadata.annotations.as_ref().unwrap_or(&empty),
+        &obj.data,
+    )
+}
+
+/// The holder a delivery asks for, for one resource of an event.
+pub fn holder_of(
+    ev: &webhook_core::event::ReservationEvent,
+    r: &webhook_core::event::ReservedResource,
+) -> Holder {
+    Holder {
+        event_id: r.event_id.clone(),
+        user_id: ev.user_id.clone(),
+        username: ev.username.clone(),
+        ssh_public_key: ev.ssh_public_key.clone(),
+        resource_id: r.resource_id,
+        resource_name: r.resource_name.clone(),
+    }
+}

@@ -1,0 +1,163 @@
+//! The reconciler: one kube-runtime `Controller` (one watch over the BMHs of the namespace)
+//! that moves every host one [`Step`] at a time towards what its annotations ask for. Watch
+//! events and requeues (resync, timeouts, notification retries) drive it; the annotations are
+//! the only state, so a restarted sidecar or another replica picks up where this one stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::api::DynamicObject;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+
+use crate::cloudinit;
+use crate::error::{Error, Result};
+use crate::k8s::{Write, host_of};
+use crate::metrics::inc;
+use crate::model::{AnnotationPatch, Host, Phase};
+use crate::notify::Notification;
+use crate::plan::{Step, next_step};
+use crate::state::AppState;
+
+/// Re-check delay after a lost resourceVersion race (the newer version also triggers a run).
+const AFTER_CONFLICT: Duration = Duration::from_millis(500);
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let api = state.kube.bmh_api();
+    let resource = state.kube.resource();
+    Controller::new_with(api, watcher::Config::default(), resource)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(state))
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile run ended with an error");
+            }
+        })
+        .await;
+}
+
+fn error_policy(obj: Arc<DynamicObject>, err: &Error, state: Arc<AppState>) -> Action {
+    inc(
+        &state.metrics.reconcile_errors,
+        &[("error_type", err.error_type())],
+    );
+    tracing::warn!(bmh = obj.metadata.name.as_deref().unwrap_or_default(), error = %err, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// One reconcile of one host.
+pub async fn reconcile(obj: Arc<DynamicObject>, state: Arc<AppState>) -> Result<Action> {
+    let host = host_of(&state.keys, &obj);
+    let cfg = &state.config;
+    let step = next_step(
+        cfg,
+        &state.keys,
+        &host,
+        state.notifier.enabled(),
+        Timestamp::now(),
+    );
+    tracing::debug!(bmh = %host.key(), phase = ?host.phase, state = %host.state, ?step, "reconcile");
+    match step {
+        Step::Idle => Ok(Action::await_change()),
+        Step::Wait(d) => Ok(Action::requeue(d)),
+        Step::Provision(patch) => {
+            let Some(holder) = &host.holder else {
+                tracing::warn!(bmh = %host.key(), "phase provisioning without a holder; ignoring");
+                return Ok(Action::await_change());
+            };
+            let user_data = cloudinit::render(holder)?;
+            state.kube.ensure_secret(&host, &user_data).await?;
+            let w = state.kube.patch_bmh(&host.name, &patch).await?;
+            if matches!(w, Write::Done(_)) {
+                tracing::info!(bmh = %host.key(), event_id = %holder.event_id, "image, userData and online written");
+            }
+            Ok(after(w, cfg.resync))
+        }
+        Step::Release(patch) => {
+            let w = state.kube.patch_bmh(&host.name, &patch).await?;
+            if matches!(w, Write::Done(_)) {
+                tracing::info!(bmh = %host.key(), "image and userData removed");
+                state.kube.delete_secret(&host).await?;
+            }
+            Ok(after(w, cfg.resync))
+        }
+        Step::FinishRelease(patch) => {
+            state.kube.delete_secret(&host).await?;
+            transition(&state, &host, Phase::Released, &patch).await
+        }
+        Step::Transition(patch) => {
+            let to = patch
+                .pointer(&format!(
+                    "/metadata/annotations/{}",
+                    state.keys.phase.replace('/', "~1")
+                ))
+                .and_then(|v| v.as_str())
+                .and_then(Phase::parse)
+                .unwrap_or(Phase::Provisioning);
+            transition(&state, &host, to, &patch).await
+        }
+        Step::Notify(phase) => notify(&state, &host, phase).await,
+    }
+}
+
+fn after(w: Write, resync: Duration) -> Action {
+    match w {
+        Write::Done(_) => Action::requeue(resync),
+        Write::Conflict => Action::requeue(AFTER_CONFLICT),
+        Write::Gone => Action::await_change(),
+    }
+}
+
+async fn transition(
+    state: &AppState,
+    host: &Host,
+    to: Phase,
+    patch: &serde_json::Value,
+) -> Result<Action> {
+    let w = state.kube.patch_bmh(&host.name, patch).await?;
+    if matches!(w, Write::Done(_)) {
+        inc(&state.metrics.transitions, &[("phase", to.as_str())]);
+        let detail = patch
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                state.keys.detail.replace('/', "~1")
+            ))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        tracing::info!(bmh = %host.key(), from = ?host.phase, to = %to, detail, "phase changed");
+    }
+    Ok(after(w, state.config.resync))
+}
+
+async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
+    let Some(n) = Notification::for_host(host, phase) else {
+        return Ok(Action::await_change());
+    };
+    match state.notifier.deliver(&n).await {
+        Ok(()) => {
+            inc(
+                &state.metrics.notifications,
+                &[("outcome", phase.as_str()), ("delivery", "delivered")],
+            );
+            tracing::info!(bmh = %host.key(), outcome = %phase, key = %n.idempotency_key(), "notification delivered");
+            // Recorded without precondition: whatever changed meanwhile, this phase's
+            // notification has been delivered.
+            let patch = AnnotationPatch::unconditional(&state.keys)
+                .notified(Some(phase))
+                .build();
+            let w = state.kube.patch_bmh(&host.name, &patch).await?;
+            Ok(after(w, state.config.resync))
+        }
+        Err(e) => {
+            inc(
+                &state.metrics.notifications,
+                &[("outcome", phase.as_str()), ("delivery", "retrying")],
+            );
+            tracing::warn!(bmh = %host.key(), error = %e, "notification not delivered yet; will retry");
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+    }
+}

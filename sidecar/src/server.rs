@@ -1,0 +1,187 @@
+//! The HTTP layer (hyper 1, HTTP/1.1): routing, body limits, JSON answers. Thin on purpose:
+//! handlers never return `Err` for bad input, they answer 4xx/5xx JSON.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use jiff::Timestamp;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::error::{Error, Result};
+use crate::metrics::inc;
+use crate::state::AppState;
+use crate::webhook;
+
+/// Largest accepted webhook body.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// How long in-flight requests may take to finish after shutdown is asked for.
+const DRAIN: Duration = Duration::from_secs(15);
+
+/// Serves HTTP on `listener` until `shutdown` completes, then drains open connections.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let st = state.clone();
+                let svc = service_fn(move |req| {
+                    let st = st.clone();
+                    async move { Ok::<_, Infallible>(route(&st, req).await) }
+                });
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining connections");
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {}s; closing", DRAIN.as_secs());
+    }
+    Ok(())
+}
+
+/// Routes one request.
+pub async fn route(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let resp = match (path.as_str(), &method) {
+        ("/webhook", &Method::POST) => post_webhook(state, req).await,
+        ("/healthz", &Method::GET) => json_response(
+            StatusCode::OK,
+            &json!({"status": "ok", "timestamp": Timestamp::now().to_string()}),
+        ),
+        ("/readyz", &Method::GET) => match state.kube.ping().await {
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &json!({"status": "ready", "timestamp": Timestamp::now().to_string()}),
+            ),
+            Err(e) => error_response(&Error::ApiUnavailable(e.to_string())),
+        },
+        ("/metrics", &Method::GET) => {
+            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        ("/webhook" | "/healthz" | "/readyz" | "/metrics", _) => plain_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("method {method} not allowed on {path}"),
+        ),
+        _ => plain_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("no route for {path}"),
+        ),
+    };
+    let known = matches!(
+        path.as_str(),
+        "/webhook" | "/healthz" | "/readyz" | "/metrics"
+    );
+    inc(
+        &state.metrics.requests,
+        &[
+            ("path", if known { path.as_str() } else { "other" }),
+            ("code", resp.status().as_str()),
+        ],
+    );
+    resp
+}
+
+async fn post_webhook(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let err = if e.is::<http_body_util::LengthLimitError>() {
+                Error::BodyTooLarge { limit: MAX_BODY }
+            } else {
+                Error::MalformedBody(format!("cannot read body: {e}"))
+            };
+            return error_response(&err);
+        }
+    };
+    let ev = match webhook::parse_event(&body) {
+        Ok(ev) => ev,
+        Err(e) => return error_response(&e),
+    };
+    match webhook::handle(state, &ev).await {
+        Ok(accepted) => json_response(StatusCode::ACCEPTED, &accepted),
+        Err(e) => {
+            tracing::warn!(error = %e, event_type = ev.event_type.as_str(), "webhook not processed");
+            error_response(&e)
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn plain_error(status: StatusCode, error_type: &str, detail: &str) -> Response<Full<Bytes>> {
+    json_response(
+        status,
+        &json!({"detail": detail, "error_type": error_type, "timestamp": Timestamp::now().to_string()}),
+    )
+}
+
+/// The JSON error body of `e`, with `Retry-After` on 503.
+pub fn error_response(e: &Error) -> Response<Full<Bytes>> {
+    let mut body = json!({
+        "detail": e.to_string(),
+        "error_type": e.error_type(),
+        "timestamp": Timestamp::now().to_string(),
+    });
+    if let Some(name) = e.resource_name() {
+        body["resource_name"] = json!(name);
+    }
+    let mut r = json_response(e.status(), &body);
+    if let Some(secs) = e.retry_after() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
+}

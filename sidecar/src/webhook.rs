@@ -1,0 +1,241 @@
+//! `POST /webhook`: validate the event, map each resource to a BMH, record the intent on the
+//! BMH with a conditional merge patch, and report a result per resource. The slow work (Secret,
+//! spec, waiting, notifying) is the reconciler's.
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use serde::Serialize;
+use webhook_core::event::{EventType, ReservationEvent, ReservedResource};
+
+use crate::error::{Error, Result};
+use crate::k8s::{Write, holder_of, host_of};
+use crate::metrics::inc;
+use crate::plan::{Decision, Outcome, decide_end, decide_start, dns1123};
+use crate::state::AppState;
+
+/// How often one host is re-read and re-decided after losing a resourceVersion race.
+const MAX_ATTEMPTS: usize = 8;
+
+/// One entry of `results` in the 202 body.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceResult {
+    pub event_id: String,
+    pub resource_id: i64,
+    pub resource_name: String,
+    /// `<namespace>/<name>` of the BMH, or null.
+    pub bmh: Option<String>,
+    pub result: Outcome,
+    pub detail: String,
+}
+
+/// The 202 body (the replaced service's members plus `results`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub status: &'static str,
+    pub message: String,
+    pub event_type: EventType,
+    pub timestamp: String,
+    pub results: Vec<ResourceResult>,
+}
+
+/// Parses and checks a delivery.
+pub fn parse_event(body: &[u8]) -> Result<ReservationEvent> {
+    let ev: ReservationEvent =
+        serde_json::from_slice(body).map_err(|e| Error::MalformedBody(e.to_string()))?;
+    if ev.events.is_empty() {
+        return Err(Error::MalformedBody("events must not be empty".into()));
+    }
+    if ev.user_id.trim().is_empty() {
+        return Err(Error::MalformedBody("userId must not be empty".into()));
+    }
+    for r in &ev.events {
+        if r.event_id.trim().is_empty() {
+            return Err(Error::MalformedBody("eventId must not be empty".into()));
+        }
+    }
+    if ev.event_type == EventType::Start {
+        if ev.username.trim().is_empty() {
+            return Err(Error::MalformedBody("username must not be empty".into()));
+        }
+        if ev.ssh_public_key.trim().is_empty() {
+            return Err(Error::MalformedBody(
+                "sshPublicKey must not be empty".into(),
+            ));
+        }
+    }
+    Ok(ev)
+}
+
+/// Handles one delivery. Errors mean "nothing could be decided" (API server down): the sender
+/// retries and intents already recorded are finished by the reconciler.
+pub async fn handle(state: &AppState, ev: &ReservationEvent) -> Result<Accepted> {
+    let results = join_all(ev.events.iter().map(|r| handle_resource(state, ev, r))).await;
+    let results = results.into_iter().collect::<Result<Vec<_>>>()?;
+    for r in &results {
+        inc(
+            &state.metrics.results,
+            &[
+                ("event_type", ev.event_type.as_str()),
+                ("result", r.result.as_str()),
+            ],
+        );
+    }
+    let acted = results
+        .iter()
+        .filter(|r| matches!(r.result, Outcome::Provisioning | Outcome::Releasing))
+        .count();
+    Ok(Accepted {
+        status: "accepted",
+        message: format!(
+            "{} of {} resources {}",
+            acted,
+            results.len(),
+            match ev.event_type {
+                EventType::Start => "are being provisioned",
+                EventType::End => "are being released",
+            }
+        ),
+        event_type: ev.event_type,
+        timestamp: Timestamp::now().to_string(),
+        results,
+    })
+}
+
+async fn handle_resource(
+    state: &AppState,
+    ev: &ReservationEvent,
+    r: &ReservedResource,
+) -> Result<ResourceResult> {
+    let result = |bmh: Option<String>, outcome: Outcome, detail: String| ResourceResult {
+        event_id: r.event_id.clone(),
+        resource_id: r.resource_id,
+        resource_name: r.resource_name.clone(),
+        bmh,
+        result: outcome,
+        detail,
+    };
+    let cfg = &state.config;
+    if !cfg.is_bmh_type(&r.resource_type) {
+        return Ok(result(
+            None,
+            Outcome::Skipped,
+            format!("resource type {:?} is not a BareMetalHost", r.resource_type),
+        ));
+    }
+    let Some(mut obj) = find_bmh(state, r).await? else {
+        return Ok(result(
+            None,
+            Outcome::NotFound,
+            format!(
+                "no BareMetalHost in namespace {} labelled {}={} or named {:?}",
+                cfg.namespace,
+                cfg.resource_id_label,
+                r.resource_id,
+                dns1123(&r.resource_name)
+            ),
+        ));
+    };
+    let req = holder_of(ev, r);
+    for _ in 0..MAX_ATTEMPTS {
+        let host = host_of(&state.keys, &obj);
+        let key = Some(host.key());
+        let notify = state.notifier.enabled();
+        let decision = match ev.event_type {
+            EventType::Start => decide_start(&state.keys, &host, &req, notify, Timestamp::now()),
+            EventType::End => decide_end(&state.keys, &host, &req, Timestamp::now()),
+        };
+        match decision {
+            Decision::Answer(o, detail) => return Ok(result(key, o, detail)),
+            Decision::Patch(o, detail, patch) => {
+                match state.kube.patch_bmh(&host.name, &patch).await? {
+                    Write::Done(_) => {
+                        tracing::info!(bmh = %host.key(), event_id = %r.event_id, result = o.as_str(), %detail, "intent recorded");
+                        return Ok(result(key, o, detail));
+                    }
+                    Write::Conflict => {}
+                    Write::Gone => {
+                        return Ok(result(
+                            None,
+                            Outcome::NotFound,
+                            "the BareMetalHost was deleted".into(),
+                        ));
+                    }
+                }
+                // Someone else wrote first: read the host again and decide again.
+                match state.kube.get_bmh(&host.name).await? {
+                    Some(fresh) => obj = fresh,
+                    None => {
+                        return Ok(result(
+                            None,
+                            Outcome::NotFound,
+                            "the BareMetalHost was deleted".into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Err(Error::Contended {
+        resource_name: dns1123(&r.resource_name),
+    })
+}
+
+/// Maps a resource to its BMH: the one labelled with its resourceId, else the one named after
+/// its resourceName.
+async fn find_bmh(
+    state: &AppState,
+    r: &ReservedResource,
+) -> Result<Option<kube::api::DynamicObject>> {
+    let cfg = &state.config;
+    let mut labelled = state
+        .kube
+        .list_labelled(&cfg.resource_id_label, &r.resource_id.to_string())
+        .await?;
+    if labelled.len() == 1 {
+        return Ok(labelled.pop());
+    }
+    if labelled.len() > 1 {
+        tracing::warn!(
+            resource_id = r.resource_id,
+            count = labelled.len(),
+            "several BMHs carry the same resource id; using the name fallback"
+        );
+    }
+    let name = dns1123(&r.resource_name);
+    if name.is_empty() {
+        return Ok(None);
+    }
+    state.kube.get_bmh(&name).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START: &str = include_str!("../tests/fixtures/event-start.json");
+
+    #[test]
+    fn parses_the_sample_event() {
+        let ev = parse_event(START.as_bytes()).unwrap();
+        assert_eq!(ev.event_type, EventType::Start);
+        assert_eq!(ev.events.len(), 3);
+    }
+
+    #[test]
+    fn rejects_malformed_bodies() {
+        for body in [
+            &b"not json"[..],
+            b"{}",
+            br#"{"eventType":"EVENT_START"}"#,
+            br#"{"eventType":"EVENT_NOPE","timestamp":"t","eventCount":0,"userId":"u","username":"n","email":"e","sshPublicKey":"k","events":[]}"#,
+            br#"{"eventType":"EVENT_START","timestamp":"t","eventCount":0,"userId":"u","username":"n","email":"e","sshPublicKey":"k","events":[]}"#,
+        ] {
+            assert!(matches!(parse_event(body), Err(Error::MalformedBody(_))));
+        }
+        let mut v: serde_json::Value = serde_json::from_str(START).unwrap();
+        v["sshPublicKey"] = "".into();
+        assert!(parse_event(&serde_json::to_vec(&v).unwrap()).is_err());
+    }
+}
