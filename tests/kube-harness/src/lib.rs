@@ -1,1 +1,46 @@
-//! Test harness (skeleton).
+//! kube-harness: the real-Kubernetes test bench the sidecar and end-to-end tests run on.
+//!
+//! ```text
+//!  test ──ApiServer::shared()/start()──▶ etcd (--unsafe-no-fsync) ◀── kube-apiserver (RBAC on)
+//!    │                                        127.0.0.1:<free>          127.0.0.1:<free>, TLS
+//!    │   installs k8s/crd/ (BareMetalHost), admin token (system:masters), SA signing key
+//!    ├─ create_namespace("t") ─▶ one namespace per test
+//!    ├─ apply_file("k8s/rbac.yaml", ns) + service_account_kubeconfig(ns, sa) ─▶ least-privilege client
+//!    ├─ create_bmh(..) ─▶ BareMetalHost in state `available`
+//!    ├─ StandInOperator::start(client, ns) ─▶ watches BMHs, writes status via /status (SIMULATION)
+//!    └─ NotificationSink::start() ─▶ records the sidecar's notification POSTs
+//! ```
+//!
+//! Everything started is stopped on drop (also when a test panics); a watchdog process kills
+//! etcd and kube-apiserver if the test binary dies without dropping them.
+//!
+//! # Layout
+//! - [`apiserver`]: [`ApiServer`]: binaries, processes, readiness, CRD, namespaces, kubeconfigs,
+//!   stop/start of kube-apiserver alone.
+//! - [`manifest`]: multi-document YAML → server-side apply (optionally dry-run) via discovery.
+//! - [`bmh`]: BareMetalHost helpers (create an `available` host, read it, write status, wait).
+//! - [`operator`]: [`StandInOperator`], the simulated Metal3 operator, and its pure
+//!   [`operator::next_status`].
+//! - [`sink`]: [`NotificationSink`], a recording HTTP receiver that can go down and come up.
+//! - [`error`]: the crate's [`Error`].
+//!
+//! Environment: `KUBE_TESTBIN` (dir with `kube-apiserver` and `etcd`; when unset the harness
+//! runs `tools/build-testbin.sh`), `KUBE_HARNESS_KEEP` (keep the temp dir with logs of a
+//! private server after drop).
+
+pub mod apiserver;
+pub mod bmh;
+pub mod error;
+pub mod manifest;
+pub mod operator;
+pub mod sink;
+
+pub use apiserver::{ApiServer, client_from_kubeconfig, repo_root, testbin_dir};
+pub use bmh::{
+    available_status, bmh_api, bmh_resource, create_bmh, get_bmh, provisioning_state,
+    set_bmh_status, wait_for_bmh, wait_for_state,
+};
+pub use error::{Error, Result};
+pub use manifest::apply_documents;
+pub use operator::{StandInConfig, StandInOperator};
+pub use sink::{NotificationSink, Recorded};
