@@ -82,12 +82,22 @@ pub fn testbin_dir() -> Result<PathBuf> {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again at once).
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("binding a free port", e))?;
-    Ok(l.local_addr()
-        .map_err(|e| Error::io("reading a bound port", e))?
-        .port())
+/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once, then released for the caller's
+/// processes to bind).
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let mut held = Vec::with_capacity(n);
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..n {
+        let l =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("binding a free port", e))?;
+        ports.push(
+            l.local_addr()
+                .map_err(|e| Error::io("reading a bound port", e))?
+                .port(),
+        );
+        held.push(l);
+    }
+    Ok(ports)
 }
 
 /// A client from a kubeconfig file (for example [`ApiServer::admin_kubeconfig`] or
@@ -211,7 +221,11 @@ impl ApiServer {
         )
         .map_err(|e| Error::io("writing the token file", e))?;
 
-        let (etcd_port, peer_port, port) = (free_port()?, free_port()?, free_port()?);
+        let [etcd_port, peer_port, port] = free_ports(3)?[..] else {
+            return Err(Error::Unexpected(
+                "free_ports(3) returned fewer ports".into(),
+            ));
+        };
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let etcd_args: Vec<OsString> = vec![

@@ -1,6 +1,8 @@
 //! The stand-in operator drives hosts through the real Metal3 state sequence, on the real API
 //! server, writing status only through the status subresource.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers outside #[test] fns
+
 use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};

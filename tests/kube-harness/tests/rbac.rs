@@ -2,6 +2,8 @@
 //! and nothing else. Asserts what a user of that token sees: allowed calls succeed, the rest
 //! answer 403.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers outside #[test] fns
+
 use std::time::Duration;
 
 use futures::StreamExt;

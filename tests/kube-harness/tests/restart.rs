@@ -2,6 +2,8 @@
 //! with every object intact: the basis of the sidecar's "API server stopped during a request"
 //! test.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers outside #[test] fns
+
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
@@ -19,9 +21,16 @@ async fn apiserver_stops_and_comes_back_with_the_same_data() {
     server.stop_apiserver();
     assert!(!server.apiserver_running());
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "during-outage"}})).unwrap();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "during-outage"}})).unwrap();
     let during = cms.create(&PostParams::default(), &cm).await;
-    assert!(matches!(during, Err(kube::Error::HyperError(_) | kube::Error::Service(_))), "{during:?}");
+    assert!(
+        matches!(
+            during,
+            Err(kube::Error::HyperError(_) | kube::Error::Service(_))
+        ),
+        "{during:?}"
+    );
 
     server.start_apiserver().await.unwrap();
     assert!(server.apiserver_running());
