@@ -1,9 +1,28 @@
-//! The reservation event the reservation system POSTs to `/webhook`.
+//! The reservation event the reservation system POSTs to `/webhook`, and its validation.
 //!
-//! Shared contract: the filter validates it at the edge, the sidecar deserializes it again
-//! (defence in depth) and acts on it. Field names follow the sender's camelCase JSON.
+//! Shared contract: the filter validates it at the edge with [`validate`], the sidecar calls the
+//! same [`validate`] again (defence in depth) and acts on it. Field names follow the sender's
+//! camelCase JSON; unknown extra fields are ignored (the sender may add some).
+//!
+//! What is checked, and why (values end up in cloud-config YAML, Kubernetes annotations and
+//! notifications, so anything that could inject into them is refused here):
+//! - `eventType` is `EVENT_START` or `EVENT_END`;
+//! - `timestamp`, `eventStart`, `eventEnd` are RFC 3339; `eventEnd` is after `eventStart`;
+//! - `events` has 1..=[`MAX_EVENTS`] items and `eventCount` equals their number;
+//! - `username` is a safe POSIX login name (`^[a-z_][a-z0-9_.-]{0,31}$`), not a reserved system
+//!   account ([`RESERVED_USERNAMES`]);
+//! - `email` is a plausible address (ASCII, one `@`, dotted domain of sane labels);
+//! - `sshPublicKey` is one line `<type> <base64> [comment]` with a known type, a blob that
+//!   decodes and embeds the same type (and a sane key inside), and a comment of harmless
+//!   characters only. A truncated key such as `ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAACAQC...` fails
+//!   with 422 at `$.sshPublicKey`;
+//! - every string is bounded and free of control characters (descriptions may hold line breaks
+//!   and tabs).
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Lifecycle event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -63,4 +82,480 @@ pub struct ReservedResource {
     pub site_id: String,
     #[serde(default)]
     pub site_name: String,
+}
+
+/// Upper bound on `events` in one delivery.
+pub const MAX_EVENTS: usize = 100;
+/// Upper bound on the whole `sshPublicKey` line, in bytes (a 16384-bit RSA key fits).
+pub const MAX_SSH_KEY_LEN: usize = 4096;
+/// Upper bound on short identifiers and names, in characters.
+pub const MAX_SHORT: usize = 256;
+/// Upper bound on free-text descriptions, in characters.
+pub const MAX_TEXT: usize = 4096;
+/// Upper bound on the SSH key comment, in characters.
+pub const MAX_SSH_COMMENT: usize = 128;
+/// Smallest RSA modulus accepted in `sshPublicKey`, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Login names that must never be created or given keys on a provisioned server.
+pub const RESERVED_USERNAMES: &[&str] = &[
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "nogroup",
+    "sshd",
+    "messagebus",
+    "systemd-network",
+    "systemd-resolve",
+    "systemd-timesync",
+    "systemd-journal",
+    "syslog",
+    "adm",
+    "admin",
+    "wheel",
+    "sudo",
+    "operator",
+    "halt",
+    "shutdown",
+    "ftp",
+    "postfix",
+    "polkitd",
+    "dbus",
+    "tss",
+    "chrony",
+    "ntp",
+    "core",
+    "ubuntu",
+    "centos",
+    "fedora",
+    "cloud-user",
+    "ec2-user",
+    "debian",
+    "metal3",
+    "ironic",
+];
+
+/// SSH public key types accepted in `sshPublicKey`.
+pub const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// Why a body was refused. [`Reason::MalformedJson`] answers 400, every other reason 422.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    /// The body is not JSON at all (syntax error, truncated, not UTF-8).
+    #[error("body is not valid JSON")]
+    MalformedJson,
+    /// A required field is absent.
+    #[error("required field is missing")]
+    Missing,
+    /// A field has the wrong JSON type or an unknown enum value.
+    #[error("field has the wrong type or an unknown value")]
+    WrongType,
+    /// A string is empty where a value is required.
+    #[error("must not be empty")]
+    Empty,
+    /// A string or list is longer than its bound.
+    #[error("too long")]
+    TooLong,
+    /// A string holds a control character (or a line break where none is allowed).
+    #[error("contains a control character")]
+    ControlCharacter,
+    /// Not an RFC 3339 date-time.
+    #[error("not an RFC 3339 date-time")]
+    NotRfc3339,
+    /// `eventEnd` is not after `eventStart`.
+    #[error("must be after eventStart")]
+    EndNotAfterStart,
+    /// `events` is empty.
+    #[error("must hold at least one event")]
+    NoEvents,
+    /// `eventCount` differs from the number of `events`.
+    #[error("does not match the number of events")]
+    CountMismatch,
+    /// `username` is not a safe POSIX login name.
+    #[error("not a valid login name (^[a-z_][a-z0-9_.-]{{0,31}}$)")]
+    BadUsername,
+    /// `username` names a system account.
+    #[error("reserved login name")]
+    ReservedUsername,
+    /// `email` is not a plausible address.
+    #[error("not a valid email address")]
+    BadEmail,
+    /// `sshPublicKey` is not `<type> <base64> [comment]` on one line.
+    #[error("not a single-line OpenSSH public key")]
+    BadSshKeyFormat,
+    /// `sshPublicKey` has a type outside [`SSH_KEY_TYPES`].
+    #[error("unsupported SSH key type")]
+    UnknownSshKeyType,
+    /// The base64 blob does not decode, or does not hold a well-formed key of the stated type.
+    #[error("SSH key data is invalid or truncated")]
+    BadSshKeyBlob,
+    /// An RSA key below [`MIN_RSA_BITS`].
+    #[error("RSA key is too short")]
+    WeakSshKey,
+    /// The comment after the key holds characters that could escape into cloud-config.
+    #[error("SSH key comment holds characters outside [A-Za-z0-9 @._+=:,/-]")]
+    BadSshKeyComment,
+    /// `timestamp` is older than the replay window.
+    #[error("event is older than the replay window")]
+    Stale,
+    /// `timestamp` is further in the future than the allowed clock skew.
+    #[error("event timestamp is in the future")]
+    FromTheFuture,
+}
+
+/// A refused body: the JSON path of the offending field (`$` for the whole body, e.g.
+/// `$.events[2].eventEnd`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct ValidationError {
+    /// JSON path of the offending field.
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: Reason,
+}
+
+impl ValidationError {
+    fn at(path: impl Into<String>, reason: Reason) -> Self {
+        ValidationError {
+            path: path.into(),
+            reason,
+        }
+    }
+}
+
+/// Parses and validates a raw body with every rule of this module (no clock: see
+/// [`check_freshness`] for the replay window).
+pub fn validate(body: &[u8]) -> Result<ReservationEvent, ValidationError> {
+    let event = parse(body)?;
+    check(&event)?;
+    Ok(event)
+}
+
+/// Checks that `timestamp` lies in `[now - window, now + skew]`. `window_seconds == 0` turns the
+/// check off. `now_unix_seconds` comes from the caller's clock (the proxy's, in the filter).
+pub fn check_freshness(
+    event: &ReservationEvent,
+    now_unix_seconds: i64,
+    window_seconds: u64,
+    skew_seconds: u64,
+) -> Result<(), ValidationError> {
+    if window_seconds == 0 {
+        return Ok(());
+    }
+    let sent = rfc3339("$.timestamp", &event.timestamp)?.unix_timestamp();
+    let age = i128::from(now_unix_seconds) - i128::from(sent);
+    if age > i128::from(window_seconds) {
+        return Err(ValidationError::at("$.timestamp", Reason::Stale));
+    }
+    if -age > i128::from(skew_seconds) {
+        return Err(ValidationError::at("$.timestamp", Reason::FromTheFuture));
+    }
+    Ok(())
+}
+
+fn parse(body: &[u8]) -> Result<ReservationEvent, ValidationError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let event: ReservationEvent = match serde_path_to_error::deserialize(&mut de) {
+        Ok(event) => event,
+        Err(err) => {
+            let path = json_path(err.path());
+            let inner = err.into_inner();
+            let reason = match inner.classify() {
+                serde_json::error::Category::Data => {
+                    if inner.to_string().starts_with("missing field") {
+                        Reason::Missing
+                    } else {
+                        Reason::WrongType
+                    }
+                }
+                _ => return Err(ValidationError::at("$", Reason::MalformedJson)),
+            };
+            let path = match (reason, inner.to_string().split('`').nth(1)) {
+                // serde reports a missing field at its parent; name the field itself.
+                (Reason::Missing, Some(field)) => format!("{path}.{field}"),
+                _ => path,
+            };
+            return Err(ValidationError::at(path, reason));
+        }
+    };
+    // Trailing non-whitespace after the object is a syntax error, not a schema one.
+    de.end()
+        .map_err(|_| ValidationError::at("$", Reason::MalformedJson))?;
+    Ok(event)
+}
+
+fn json_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::from("$");
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                out.push('.');
+                out.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                out.push('.');
+                out.push_str(variant);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+fn check(e: &ReservationEvent) -> Result<(), ValidationError> {
+    rfc3339("$.timestamp", &e.timestamp)?;
+    if e.events.is_empty() {
+        return Err(ValidationError::at("$.events", Reason::NoEvents));
+    }
+    if e.events.len() > MAX_EVENTS {
+        return Err(ValidationError::at("$.events", Reason::TooLong));
+    }
+    if usize::try_from(e.event_count).ok() != Some(e.events.len()) {
+        return Err(ValidationError::at("$.eventCount", Reason::CountMismatch));
+    }
+    line("$.userId", &e.user_id, MAX_SHORT)?;
+    check_username(&e.username)?;
+    check_email(&e.email)?;
+    check_ssh_key(&e.ssh_public_key)?;
+    for (i, r) in e.events.iter().enumerate() {
+        let p = |f: &str| format!("$.events[{i}].{f}");
+        line(&p("eventId"), &r.event_id, MAX_SHORT)?;
+        optional_line(&p("eventTitle"), &r.event_title, MAX_SHORT)?;
+        text(&p("eventDescription"), &r.event_description, MAX_TEXT)?;
+        let start = rfc3339(&p("eventStart"), &r.event_start)?;
+        let end = rfc3339(&p("eventEnd"), &r.event_end)?;
+        if end <= start {
+            return Err(ValidationError::at(p("eventEnd"), Reason::EndNotAfterStart));
+        }
+        line(&p("resourceName"), &r.resource_name, MAX_SHORT)?;
+        line(&p("resourceType"), &r.resource_type, MAX_SHORT)?;
+        optional_line(&p("resourceSpecs"), &r.resource_specs, MAX_TEXT)?;
+        optional_line(&p("resourceLocation"), &r.resource_location, MAX_SHORT)?;
+        optional_line(&p("siteId"), &r.site_id, MAX_SHORT)?;
+        optional_line(&p("siteName"), &r.site_name, MAX_SHORT)?;
+    }
+    Ok(())
+}
+
+fn rfc3339(path: &str, value: &str) -> Result<OffsetDateTime, ValidationError> {
+    OffsetDateTime::parse(value, &Rfc3339)
+        .map_err(|_| ValidationError::at(path, Reason::NotRfc3339))
+}
+
+/// A required single-line string: non-empty, bounded, no control characters.
+fn line(path: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::at(path, Reason::Empty));
+    }
+    optional_line(path, value, max)
+}
+
+/// An optional single-line string: bounded, no control characters.
+fn optional_line(path: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.chars().count() > max {
+        return Err(ValidationError::at(path, Reason::TooLong));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::at(path, Reason::ControlCharacter));
+    }
+    Ok(())
+}
+
+/// Free text: bounded; line breaks and tabs allowed, other control characters not.
+fn text(path: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.chars().count() > max {
+        return Err(ValidationError::at(path, Reason::TooLong));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ValidationError::at(path, Reason::ControlCharacter));
+    }
+    Ok(())
+}
+
+/// `^[a-z_][a-z0-9_.-]{0,31}$`, not reserved.
+pub fn check_username(name: &str) -> Result<(), ValidationError> {
+    const P: &str = "$.username";
+    let mut chars = name.chars();
+    let first_ok = matches!(chars.next(), Some('a'..='z' | '_'));
+    let rest_ok = chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'));
+    if !first_ok || !rest_ok || name.len() > 32 {
+        return Err(ValidationError::at(P, Reason::BadUsername));
+    }
+    if RESERVED_USERNAMES.contains(&name) || name.starts_with("systemd-") {
+        return Err(ValidationError::at(P, Reason::ReservedUsername));
+    }
+    Ok(())
+}
+
+/// A plausible, ASCII-only address: `local@domain`, local part of `[A-Za-z0-9._%+-]` without
+/// leading/trailing/double dots, domain of at least two labels of `[A-Za-z0-9-]`.
+pub fn check_email(email: &str) -> Result<(), ValidationError> {
+    let bad = || ValidationError::at("$.email", Reason::BadEmail);
+    if email.len() > 254 {
+        return Err(bad());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// One line `<type> <base64> [comment]`; see the module docs.
+pub fn check_ssh_key(key: &str) -> Result<(), ValidationError> {
+    let err = |reason| ValidationError::at("$.sshPublicKey", reason);
+    if key.len() > MAX_SSH_KEY_LEN {
+        return Err(err(Reason::TooLong));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(err(Reason::ControlCharacter));
+    }
+    let mut parts = key.splitn(3, ' ');
+    let (Some(kind), Some(data)) = (parts.next(), parts.next()) else {
+        return Err(err(Reason::BadSshKeyFormat));
+    };
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Err(err(Reason::UnknownSshKeyType));
+    }
+    if let Some(comment) = parts.next() {
+        let ok = !comment.is_empty()
+            && comment.len() <= MAX_SSH_COMMENT
+            && !comment.starts_with(' ')
+            && comment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " @._+=:,/-".contains(c));
+        if !ok {
+            return Err(err(Reason::BadSshKeyComment));
+        }
+    }
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| err(Reason::BadSshKeyBlob))?;
+    check_ssh_blob(kind, &blob).map_err(err)
+}
+
+/// Reads SSH wire-format strings (`u32` big-endian length, then bytes).
+struct Wire<'a>(&'a [u8]);
+
+impl<'a> Wire<'a> {
+    fn string(&mut self) -> Result<&'a [u8], Reason> {
+        let (len, rest) = self
+            .0
+            .split_first_chunk::<4>()
+            .ok_or(Reason::BadSshKeyBlob)?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| Reason::BadSshKeyBlob)?;
+        if rest.len() < len {
+            return Err(Reason::BadSshKeyBlob);
+        }
+        let (s, rest) = rest.split_at(len);
+        self.0 = rest;
+        Ok(s)
+    }
+
+    fn done(&self) -> Result<(), Reason> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Reason::BadSshKeyBlob)
+        }
+    }
+}
+
+fn check_ssh_blob(kind: &str, blob: &[u8]) -> Result<(), Reason> {
+    let mut w = Wire(blob);
+    if w.string()? != kind.as_bytes() {
+        return Err(Reason::BadSshKeyBlob);
+    }
+    match kind {
+        "ssh-ed25519" => {
+            if w.string()?.len() != 32 {
+                return Err(Reason::BadSshKeyBlob);
+            }
+        }
+        "ssh-rsa" => {
+            let e = w.string()?;
+            let n = w.string()?;
+            if e.is_empty() || n.is_empty() {
+                return Err(Reason::BadSshKeyBlob);
+            }
+            // mpint: a leading zero byte keeps the number positive.
+            let n = n.strip_prefix(&[0]).unwrap_or(n);
+            let bits =
+                (n.len() * 8).saturating_sub(n.first().map_or(8, |b| b.leading_zeros() as usize));
+            if bits < MIN_RSA_BITS {
+                return Err(Reason::WeakSshKey);
+            }
+        }
+        "ecdsa-sha2-nistp256" | "ecdsa-sha2-nistp384" | "ecdsa-sha2-nistp521" => {
+            let curve = w.string()?;
+            if kind.strip_prefix("ecdsa-sha2-").map(str::as_bytes) != Some(curve) {
+                return Err(Reason::BadSshKeyBlob);
+            }
+            let point = w.string()?;
+            if point.first() != Some(&4) || point.len() < 65 {
+                return Err(Reason::BadSshKeyBlob);
+            }
+        }
+        "sk-ssh-ed25519@openssh.com" => {
+            if w.string()?.len() != 32 {
+                return Err(Reason::BadSshKeyBlob);
+            }
+            w.string()?; // application, e.g. "ssh:"
+        }
+        _ => {
+            // sk-ecdsa-sha2-nistp256@openssh.com: curve, point, application.
+            if w.string()? != b"nistp256" {
+                return Err(Reason::BadSshKeyBlob);
+            }
+            w.string()?;
+            w.string()?;
+        }
+    }
+    w.done()
 }

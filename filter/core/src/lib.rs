@@ -1,4 +1,39 @@
-//! Pure core of the webhook filter (skeleton; see issue #2).
+//! Pure core of the webhook edge filter: configuration, signature verification, reservation
+//! event validation and the per-request decision. No proxy-wasm types and no I/O, so all of it
+//! is tested natively and under `wasm32-unknown-unknown`; the `webhook-filter` crate is a thin
+//! proxy-wasm adapter over it, and the sidecar reuses [`event`] and [`signature`].
+//!
+//! # Request flow
+//! ```text
+//! Envoy ─▶ adapter: on_http_request_headers
+//!            │  flow::on_request_headers(cfg, method, path, header lookup)
+//!            │    route by path ─ no webhook ─▶ Pass (or 404 with `unmatched: reject`)
+//!            │    method (405) ─ content type (415) ─ content-length vs cap (413)
+//!            │    signature header present and well formed (401)
+//!            ▼
+//!          adapter: on_http_request_body (buffer until end of stream)
+//!            │  Pending::check_size(buffered)          413 as soon as the cap is passed
+//!            │  Pending::finish(body, now)
+//!            │    HMAC-SHA256 against every active secret (401)
+//!            │    JSON (400) ─ event::validate (422 + JSON path) ─ replay window (422)
+//!            ▼
+//!          Accepted { upstream_headers }  ─▶ forwarded; or Rejection ─▶ JSON reply + counter
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the plugin configuration (serde, `deny_unknown_fields`) and its compiled form.
+//! - [`signature`]: HMAC-SHA256 hex signing ([`signature::sign_hex`]) and verification.
+//! - [`event`]: the shared reservation event types and [`event::validate`].
+//! - [`flow`]: the per-request decision the adapter drives.
+//! - [`metrics`]: outcomes and their Prometheus counter names.
+//! - [`error`]: the crate's error type, with HTTP status, `error_type` and outcome per variant.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod error;
 pub mod event;
+pub mod flow;
+pub mod metrics;
+pub mod signature;
+
+pub use error::{Error, Result};

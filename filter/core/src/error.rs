@@ -1,0 +1,105 @@
+//! The crate's one error type.
+//!
+//! Every variant that answers HTTP knows its status, its `error_type` (the machine-readable
+//! string in the JSON reply) and the metric it increments, in one place: [`Error::status`],
+//! [`Error::error_type`] and [`Error::outcome`]. Configuration variants never reach a client:
+//! they are logged by the adapter and make Envoy refuse the configuration.
+
+use crate::event::{Reason, ValidationError};
+use crate::metrics::Outcome;
+
+/// Result alias of the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, at configure time or for one request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // === configuration (never sent to a client) ===
+    /// The plugin configuration is not valid JSON of the expected shape.
+    #[error("invalid plugin configuration: {0}")]
+    ConfigSyntax(#[source] serde_json::Error),
+    /// The configuration parsed but is inconsistent.
+    #[error("invalid plugin configuration: {what}")]
+    ConfigInvalid {
+        /// What is wrong, naming the field; never contains a secret.
+        what: String,
+    },
+
+    // === request rejections ===
+    /// The method is not one the guarded path accepts.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// The body is not declared as JSON.
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    /// The body is, or would become, larger than the configured cap.
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// The configured cap, in bytes.
+        limit: u64,
+    },
+    /// No signature header.
+    #[error("missing signature")]
+    MissingSignature,
+    /// A signature header that cannot be a signature (wrong prefix, not hex, wrong length).
+    #[error("malformed signature")]
+    MalformedSignature,
+    /// The signature matches none of the active secrets (wrong secret or altered body: the
+    /// reply is the same for both, and never says which secret was tried).
+    #[error("invalid signature")]
+    BadSignature,
+    /// The path is not guarded and the configuration says to refuse unmatched paths.
+    #[error("no webhook is configured for this path")]
+    NotFound,
+    /// The body failed JSON parsing or schema validation (see [`ValidationError::reason`]).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+}
+
+impl Error {
+    /// HTTP status of the reply for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::ConfigSyntax(_) | Error::ConfigInvalid { .. } => 500,
+            Error::MethodNotAllowed => 405,
+            Error::UnsupportedMediaType => 415,
+            Error::BodyTooLarge { .. } => 413,
+            Error::MissingSignature | Error::MalformedSignature | Error::BadSignature => 401,
+            Error::NotFound => 404,
+            Error::Invalid(v) if matches!(v.reason, Reason::MalformedJson) => 400,
+            Error::Invalid(_) => 422,
+        }
+    }
+
+    /// The `error_type` member of the JSON reply.
+    pub fn error_type(&self) -> &'static str {
+        self.outcome().label()
+    }
+
+    /// The outcome counted for this error (one Envoy counter per outcome).
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Error::ConfigSyntax(_) | Error::ConfigInvalid { .. } => Outcome::ConfigError,
+            Error::MethodNotAllowed => Outcome::MethodNotAllowed,
+            Error::UnsupportedMediaType => Outcome::UnsupportedMediaType,
+            Error::BodyTooLarge { .. } => Outcome::BodyTooLarge,
+            Error::MissingSignature => Outcome::MissingSignature,
+            Error::MalformedSignature => Outcome::MalformedSignature,
+            Error::BadSignature => Outcome::BadSignature,
+            Error::NotFound => Outcome::NotFound,
+            Error::Invalid(v) => match v.reason {
+                Reason::MalformedJson => Outcome::MalformedJson,
+                Reason::Stale | Reason::FromTheFuture => Outcome::StaleEvent,
+                _ => Outcome::InvalidEvent,
+            },
+        }
+    }
+
+    /// JSON path of the offending body field, for 400/422 replies.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(v) => Some(&v.path),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The per-request decision, as plain functions over the compiled configuration.
+//!
+//! ```text
+//! headers ──▶ on_request_headers ──┬─ Pass            (path not guarded: forward)
+//!                                  ├─ Reject(r)       (405 / 415 / 413 / 401 / 404: reply now)
+//!                                  └─ Inspect(p) ──▶ body chunks: p.check_size(buffered)
+//!                                                      └─ end of stream: p.finish(body, now)
+//!                                                          ├─ Ok(Accepted)  forward + headers
+//!                                                          └─ Err(r)        413/401/400/422
+//! ```
+//! The adapter performs the I/O (read headers and body, send the reply, bump the counter); this
+//! module decides. The clock is a parameter.
+
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::config::{
+    CompiledConfig, SECRET_ID_HEADER, Schema, Scheme, Unmatched, VERIFIED_HEADER,
+    WEBHOOK_NAME_HEADER, Webhook,
+};
+use crate::error::Error;
+use crate::event;
+use crate::metrics::Outcome;
+use crate::signature::{self, TAG_LEN};
+
+/// What to do after the request headers.
+#[derive(Debug)]
+pub enum HeadersDecision {
+    /// Not guarded: forward untouched.
+    Pass,
+    /// Answer now with this rejection.
+    Reject(Rejection),
+    /// Guarded: buffer the body and decide at its end.
+    Inspect(Pending),
+}
+
+/// A guarded request waiting for its body.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    webhook: usize,
+    /// Decoded signature; `None` only in unsigned mode.
+    signature: Option<[u8; TAG_LEN]>,
+}
+
+/// A request that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Headers to set on the forwarded request (after the owned ones were removed).
+    pub upstream_headers: Vec<(&'static str, String)>,
+}
+
+/// A refused request: the error and what the reply needs besides it.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Why.
+    pub error: Error,
+    /// `allow` header value for a 405.
+    pub allow: Option<String>,
+}
+
+impl From<Error> for Rejection {
+    fn from(error: Error) -> Self {
+        Rejection { error, allow: None }
+    }
+}
+
+impl Rejection {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        self.error.status()
+    }
+
+    /// Counter to increment.
+    pub fn outcome(&self) -> Outcome {
+        self.error.outcome()
+    }
+
+    /// Reply headers (besides the status).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![("content-type", "application/json".to_owned())];
+        if let Some(allow) = &self.allow {
+            h.push(("allow", allow.clone()));
+        }
+        h
+    }
+
+    /// Reply body in the replaced service's shape: `{"detail", "error_type", "timestamp"}`,
+    /// plus `field` (JSON path) for 400/422.
+    pub fn body(&self, now: SystemTime) -> Vec<u8> {
+        let mut obj = serde_json::Map::new();
+        obj.insert("detail".into(), self.error.to_string().into());
+        obj.insert("error_type".into(), self.error.error_type().into());
+        obj.insert("timestamp".into(), rfc3339_utc(now).into());
+        if let Some(field) = self.error.field() {
+            obj.insert("field".into(), field.into());
+        }
+        serde_json::to_vec(&serde_json::Value::Object(obj)).unwrap_or_default()
+    }
+}
+
+/// `now` as RFC 3339 in UTC (`...Z`).
+pub fn rfc3339_utc(now: SystemTime) -> String {
+    OffsetDateTime::from(now)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn unix_seconds(now: SystemTime) -> i64 {
+    OffsetDateTime::from(now).unix_timestamp()
+}
+
+/// `true` for `application/json` and `application/<x>+json`, parameters allowed.
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Decides on the request headers. `header` looks up a request header by lowercase name.
+pub fn on_request_headers(
+    cfg: &CompiledConfig,
+    method: &str,
+    path: &str,
+    header: impl Fn(&str) -> Option<String>,
+) -> HeadersDecision {
+    let Some((index, hook)) = cfg.route(path) else {
+        return match cfg.unmatched {
+            Unmatched::Pass => HeadersDecision::Pass,
+            Unmatched::Reject => HeadersDecision::Reject(Error::NotFound.into()),
+        };
+    };
+    match check_headers(hook, method, &header) {
+        Ok(signature) => HeadersDecision::Inspect(Pending {
+            webhook: index,
+            signature,
+        }),
+        Err(rejection) => HeadersDecision::Reject(rejection),
+    }
+}
+
+fn check_headers(
+    hook: &Webhook,
+    method: &str,
+    header: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<[u8; TAG_LEN]>, Rejection> {
+    if !hook.methods.iter().any(|m| m == method) {
+        return Err(Rejection {
+            error: Error::MethodNotAllowed,
+            allow: Some(hook.allow.clone()),
+        });
+    }
+    if !header("content-type").is_some_and(|ct| is_json_content_type(&ct)) {
+        return Err(Error::UnsupportedMediaType.into());
+    }
+    if let Some(len) = header("content-length") {
+        // An unparsable length is Envoy's business (it answers 400 before us); only a
+        // declared size above the cap matters here.
+        if len
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|n| n > hook.max_body_bytes)
+        {
+            return Err(Error::BodyTooLarge {
+                limit: hook.max_body_bytes,
+            }
+            .into());
+        }
+    }
+    if hook.allow_unsigned {
+        return Ok(None);
+    }
+    let Scheme::HmacSha256Hex {
+        header: name,
+        prefix,
+    } = &hook.scheme;
+    let value = header(name).ok_or(Error::MissingSignature)?;
+    Ok(Some(signature::parse_hex_signature(&value, prefix)?))
+}
+
+impl Pending {
+    /// The webhook this request matched.
+    pub fn webhook<'c>(&self, cfg: &'c CompiledConfig) -> Option<&'c Webhook> {
+        cfg.webhooks.get(self.webhook)
+    }
+
+    /// Called on each body chunk with the total size buffered so far: refuses as soon as it
+    /// passes the cap, so no more than the cap is ever held.
+    pub fn check_size(&self, cfg: &CompiledConfig, buffered: usize) -> Result<(), Rejection> {
+        let Some(hook) = self.webhook(cfg) else {
+            return Err(Error::NotFound.into());
+        };
+        if u64::try_from(buffered).map_or(true, |n| n > hook.max_body_bytes) {
+            return Err(Error::BodyTooLarge {
+                limit: hook.max_body_bytes,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Decides on the complete body: cap, signature, JSON, schema, replay window.
+    pub fn finish(
+        &self,
+        cfg: &CompiledConfig,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Accepted, Rejection> {
+        self.check_size(cfg, body.len())?;
+        let Some(hook) = self.webhook(cfg) else {
+            return Err(Error::NotFound.into());
+        };
+        let mut upstream_headers = vec![(WEBHOOK_NAME_HEADER, hook.name.clone())];
+        match &self.signature {
+            Some(sig) => {
+                let i = signature::verify(&hook.secrets, body, sig)?;
+                upstream_headers.push((VERIFIED_HEADER, "true".to_owned()));
+                if let Some(secret) = hook.secrets.get(i) {
+                    upstream_headers.push((SECRET_ID_HEADER, secret.id().to_owned()));
+                }
+            }
+            None => upstream_headers.push((VERIFIED_HEADER, "unsigned".to_owned())),
+        }
+        match hook.schema {
+            Schema::ReservationEvent => {
+                let ev = event::validate(body).map_err(Error::from)?;
+                event::check_freshness(
+                    &ev,
+                    unix_seconds(now),
+                    hook.replay_window_seconds,
+                    hook.max_clock_skew_seconds,
+                )
+                .map_err(Error::from)?;
+            }
+            Schema::Json => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|_| {
+                    Error::from(event::ValidationError {
+                        path: "$".into(),
+                        reason: event::Reason::MalformedJson,
+                    })
+                })?;
+            }
+        }
+        Ok(Accepted { upstream_headers })
+    }
+}

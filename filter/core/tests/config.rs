@@ -1,0 +1,160 @@
+//! Configuration: defaults, refusals at configure time, secrets from the environment.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test code
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use webhook_core::Error;
+use webhook_core::config::{CompiledConfig, Schema, Scheme, Unmatched};
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "WEBHOOK_SECRET" => Some("s3cret".into()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn refused(json: &str) -> String {
+    match CompiledConfig::from_json(json.as_bytes(), env) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e @ (Error::ConfigSyntax(_) | Error::ConfigInvalid { .. })) => e.to_string(),
+        Err(e) => panic!("wrong error kind: {e:?}"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"reservations","path":"/webhook","secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#,
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.unmatched, Unmatched::Pass);
+    let w = &c.webhooks[0];
+    assert_eq!(w.methods, ["POST"]);
+    assert_eq!(
+        w.scheme,
+        Scheme::HmacSha256Hex {
+            header: "x-webhook-signature".into(),
+            prefix: "sha256=".into()
+        }
+    );
+    assert_eq!(w.max_body_bytes, 65536);
+    assert_eq!(w.replay_window_seconds, 3600);
+    assert_eq!(w.max_clock_skew_seconds, 300);
+    assert_eq!(w.schema, Schema::ReservationEvent);
+    assert_eq!(w.secrets.len(), 1);
+    assert_eq!(w.secrets[0].id(), "WEBHOOK_SECRET");
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn full_config_is_honoured() {
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/hook","methods":["post","PUT"],
+            "scheme":{"type":"hmac_sha256_hex","header":"X-Sig","prefix":""},
+            "secrets":[{"env":"WEBHOOK_SECRET","id":"2025-06"},{"env":"WEBHOOK_SECRET_PREVIOUS","optional":true}],
+            "max_body_bytes":100,"schema":"json","replay_window_seconds":0,"max_clock_skew_seconds":1}],
+            "unmatched":"reject"}"#,
+        env,
+    )
+    .unwrap();
+    let w = &c.webhooks[0];
+    assert_eq!(w.methods, ["POST", "PUT"]);
+    assert_eq!(w.allow, "POST, PUT");
+    assert_eq!(w.scheme.header(), "x-sig");
+    assert_eq!(w.secrets[0].id(), "2025-06");
+    assert_eq!(w.secrets.len(), 1, "unset optional secret skipped");
+    assert_eq!(c.warnings.len(), 1);
+    assert!(c.warnings[0].contains("WEBHOOK_SECRET_PREVIOUS"));
+    assert_eq!(c.unmatched, Unmatched::Reject);
+    assert_eq!(c.route("/hook?x=1").map(|(i, _)| i), Some(0));
+    assert!(c.route("/hook/").is_none());
+}
+
+#[test]
+fn unknown_fields_are_refused_everywhere() {
+    for json in [
+        r#"{"webhooks":[],"extra":1}"#,
+        r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"}],"max_body":1}]}"#,
+        r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET","value":"x"}]}]}"#,
+        r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"}],"scheme":{"type":"hmac_sha256_hex","headr":"x"}}]}"#,
+    ] {
+        let msg = refused(json);
+        assert!(msg.contains("unknown field"), "{json}: {msg}");
+    }
+    assert!(
+        refused(r#"{"webhooks":[{"name":"r","path":"/w","scheme":{"type":"rot13"}}]}"#)
+            .contains("unknown variant")
+    );
+}
+
+#[test]
+fn no_usable_secret_is_refused_unless_unsigned() {
+    let msg = refused(r#"{"webhooks":[{"name":"r","path":"/w"}]}"#);
+    assert!(msg.contains("no usable secret"), "{msg}");
+    let msg = refused(r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"MISSING"}]}]}"#);
+    assert!(msg.contains("MISSING") && msg.contains("not set"), "{msg}");
+    let msg = refused(r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"EMPTY"}]}]}"#);
+    assert!(msg.contains("EMPTY"), "{msg}");
+    let msg = refused(
+        r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"MISSING","optional":true}]}]}"#,
+    );
+    assert!(msg.contains("no usable secret"), "{msg}");
+
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/w","allow_unsigned":true}]}"#,
+        env,
+    )
+    .unwrap();
+    assert!(c.webhooks[0].allow_unsigned);
+    assert!(c.warnings.iter().any(|w| w.contains("NOT checked")));
+}
+
+#[test]
+fn error_messages_never_contain_the_secret() {
+    let msg = refused(
+        r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"},{"env":"MISSING"}]}]}"#,
+    );
+    assert!(!msg.contains("s3cret"));
+}
+
+#[test]
+fn inconsistent_configs_are_refused() {
+    let s = r#""secrets":[{"env":"WEBHOOK_SECRET"}]"#;
+    for (json, needle) in [
+        (r#"{"webhooks":[]}"#.to_owned(), "at least one"),
+        (
+            format!(
+                r#"{{"webhooks":[{{"name":"a","path":"/w",{s}}},{{"name":"b","path":"/w",{s}}}]}}"#
+            ),
+            "duplicate",
+        ),
+        (
+            format!(r#"{{"webhooks":[{{"name":"a","path":"w",{s}}}]}}"#),
+            "path",
+        ),
+        (
+            format!(r#"{{"webhooks":[{{"name":"","path":"/w",{s}}}]}}"#),
+            "name",
+        ),
+        (
+            format!(r#"{{"webhooks":[{{"name":"a","path":"/w","methods":[],{s}}}]}}"#),
+            "methods",
+        ),
+        (
+            format!(r#"{{"webhooks":[{{"name":"a","path":"/w","max_body_bytes":0,{s}}}]}}"#),
+            "max_body_bytes",
+        ),
+        (
+            format!(r#"{{"webhooks":[{{"name":"a","path":"/w","max_body_bytes":2000000,{s}}}]}}"#),
+            "max_body_bytes",
+        ),
+        ("not json".to_owned(), "invalid plugin configuration"),
+    ] {
+        let msg = refused(&json);
+        assert!(msg.contains(needle), "{json}: {msg}");
+    }
+}

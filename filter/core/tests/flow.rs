@@ -1,0 +1,264 @@
+//! The request decision: every status, the reply body shape, headers for the upstream.
+
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test code
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use webhook_core::config::CompiledConfig;
+use webhook_core::flow::{self, Accepted, HeadersDecision, Pending, Rejection};
+use webhook_core::metrics::Outcome;
+use webhook_core::signature::signature_header_value;
+
+const CONFIG: &str = r#"{"webhooks":[{"name":"reservations","path":"/webhook",
+    "secrets":[{"env":"WEBHOOK_SECRET","id":"current"},{"env":"WEBHOOK_SECRET_PREVIOUS","id":"previous","optional":true}],
+    "max_body_bytes":4096}]}"#;
+
+fn cfg() -> CompiledConfig {
+    CompiledConfig::from_json(CONFIG.as_bytes(), |k| match k {
+        "WEBHOOK_SECRET" => Some("new-secret".into()),
+        "WEBHOOK_SECRET_PREVIOUS" => Some("old-secret".into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+fn now() -> std::time::SystemTime {
+    at(FIXTURE_TS + 60)
+}
+
+fn headers<'a>(list: &'a [(&'a str, String)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        list.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+fn signed(secret: &[u8], body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/json".into()),
+        ("content-length", body.len().to_string()),
+        ("x-webhook-signature", signature_header_value(secret, body)),
+    ]
+}
+
+fn pending(cfg: &CompiledConfig, h: &[(&str, String)]) -> Pending {
+    match flow::on_request_headers(cfg, "POST", "/webhook", headers(h)) {
+        HeadersDecision::Inspect(p) => p,
+        other => panic!("expected Inspect, got {other:?}"),
+    }
+}
+
+fn headers_reject(
+    cfg: &CompiledConfig,
+    method: &str,
+    path: &str,
+    h: &[(&str, String)],
+) -> Rejection {
+    match flow::on_request_headers(cfg, method, path, headers(h)) {
+        HeadersDecision::Reject(r) => r,
+        other => panic!("expected Reject, got {other:?}"),
+    }
+}
+
+fn run(secret: &[u8], body: &[u8]) -> Result<Accepted, Rejection> {
+    let c = cfg();
+    pending(&c, &signed(secret, body)).finish(&c, body, now())
+}
+
+fn reply(r: &Rejection) -> Value {
+    serde_json::from_slice(&r.body(now())).unwrap()
+}
+
+#[test]
+fn valid_event_is_accepted_with_upstream_headers() {
+    let a = run(b"new-secret", START).unwrap();
+    assert_eq!(
+        a.upstream_headers,
+        vec![
+            ("x-webhook-name", "reservations".to_owned()),
+            ("x-webhook-verified", "true".to_owned()),
+            ("x-webhook-secret-id", "current".to_owned()),
+        ]
+    );
+    let a = run(b"old-secret", END).unwrap();
+    assert!(
+        a.upstream_headers
+            .contains(&("x-webhook-secret-id", "previous".to_owned()))
+    );
+}
+
+#[test]
+fn wrong_secret_and_tampered_body_get_the_same_401() {
+    let wrong = run(b"guess", START).unwrap_err();
+    let c = cfg();
+    let mut tampered = START.to_vec();
+    tampered[20] ^= 1;
+    let tampered = pending(&c, &signed(b"new-secret", START))
+        .finish(&c, &tampered, now())
+        .unwrap_err();
+    for r in [&wrong, &tampered] {
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.outcome(), Outcome::BadSignature);
+    }
+    assert_eq!(reply(&wrong), reply(&tampered));
+    let body = reply(&wrong);
+    assert_eq!(body["error_type"], "invalid_signature");
+    assert_eq!(body["detail"], "invalid signature");
+}
+
+#[test]
+fn reply_body_has_the_replaced_service_shape() {
+    let r = run(b"new-secret", &edited(|v| v["username"] = "root".into())).unwrap_err();
+    assert_eq!(r.status(), 422);
+    let body = reply(&r);
+    assert_eq!(body["error_type"], "validation_error");
+    assert_eq!(body["field"], "$.username");
+    assert!(body["detail"].as_str().unwrap().starts_with("$.username: "));
+    assert_eq!(body["timestamp"], "2025-06-08T12:31:00Z");
+    assert_eq!(
+        r.headers(),
+        vec![("content-type", "application/json".to_owned())]
+    );
+}
+
+#[test]
+fn malformed_json_is_400_after_a_valid_signature() {
+    let r = run(b"new-secret", b"{not json").unwrap_err();
+    assert_eq!((r.status(), r.outcome()), (400, Outcome::MalformedJson));
+    assert_eq!(reply(&r)["field"], "$");
+}
+
+#[test]
+fn stale_event_is_422_at_timestamp() {
+    let c = cfg();
+    let r = pending(&c, &signed(b"new-secret", START))
+        .finish(&c, START, at(FIXTURE_TS + 3601))
+        .unwrap_err();
+    assert_eq!((r.status(), r.outcome()), (422, Outcome::StaleEvent));
+    assert_eq!(reply(&r)["field"], "$.timestamp");
+}
+
+#[test]
+fn header_phase_rejections() {
+    let c = cfg();
+    let good = signed(b"new-secret", START);
+
+    let r = headers_reject(&c, "GET", "/webhook", &good);
+    assert_eq!((r.status(), r.outcome()), (405, Outcome::MethodNotAllowed));
+    assert!(r.headers().contains(&("allow", "POST".to_owned())));
+
+    let mut h = good.clone();
+    h[0].1 = "text/plain".into();
+    assert_eq!(headers_reject(&c, "POST", "/webhook", &h).status(), 415);
+    let no_ct: Vec<_> = good
+        .iter()
+        .filter(|(k, _)| *k != "content-type")
+        .cloned()
+        .collect();
+    assert_eq!(headers_reject(&c, "POST", "/webhook", &no_ct).status(), 415);
+
+    let mut h = good.clone();
+    h[1].1 = "4097".into();
+    let r = headers_reject(&c, "POST", "/webhook", &h);
+    assert_eq!((r.status(), r.outcome()), (413, Outcome::BodyTooLarge));
+
+    let no_sig: Vec<_> = good
+        .iter()
+        .filter(|(k, _)| *k != "x-webhook-signature")
+        .cloned()
+        .collect();
+    let r = headers_reject(&c, "POST", "/webhook", &no_sig);
+    assert_eq!((r.status(), r.outcome()), (401, Outcome::MissingSignature));
+
+    let mut h = good.clone();
+    h[2].1 = "md5=abc".into();
+    let r = headers_reject(&c, "POST", "/webhook", &h);
+    assert_eq!(
+        (r.status(), r.outcome()),
+        (401, Outcome::MalformedSignature)
+    );
+}
+
+#[test]
+fn json_content_type_variants() {
+    for ok in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/cloudevents+json",
+    ] {
+        assert!(flow::is_json_content_type(ok), "{ok}");
+    }
+    for bad in ["text/json", "application/jsonx", "multipart/form-data", ""] {
+        assert!(!flow::is_json_content_type(bad), "{bad}");
+    }
+}
+
+#[test]
+fn body_cap_boundary() {
+    let c = cfg();
+    let p = pending(&c, &signed(b"new-secret", START));
+    assert!(p.check_size(&c, 4096).is_ok());
+    let r = p.check_size(&c, 4097).unwrap_err();
+    assert_eq!(r.status(), 413);
+    assert_eq!(reply(&r)["error_type"], "body_too_large");
+    // A body that grew past the cap without a content-length is refused at finish too.
+    let big = vec![b' '; 4097];
+    assert_eq!(p.finish(&c, &big, now()).unwrap_err().status(), 413);
+}
+
+#[test]
+fn unguarded_paths_pass_or_404() {
+    let c = cfg();
+    assert!(matches!(
+        flow::on_request_headers(&c, "GET", "/healthz", headers(&[])),
+        HeadersDecision::Pass
+    ));
+    let strict = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/webhook","allow_unsigned":true}],"unmatched":"reject"}"#,
+        |_| None,
+    )
+    .unwrap();
+    let r = headers_reject(&strict, "GET", "/healthz", &[]);
+    assert_eq!((r.status(), r.outcome()), (404, Outcome::NotFound));
+}
+
+#[test]
+fn unsigned_mode_skips_the_signature_but_still_validates() {
+    let c = CompiledConfig::from_json(br#"{"webhooks":[{"name":"r","path":"/webhook","allow_unsigned":true,"replay_window_seconds":0}]}"#, |_| None).unwrap();
+    let h = vec![("content-type", "application/json".to_owned())];
+    let p = pending(&c, &h);
+    let a = p.finish(&c, START, now()).unwrap();
+    assert!(
+        a.upstream_headers
+            .contains(&("x-webhook-verified", "unsigned".to_owned()))
+    );
+    assert!(
+        !a.upstream_headers
+            .iter()
+            .any(|(k, _)| *k == "x-webhook-secret-id")
+    );
+    assert_eq!(p.finish(&c, b"[]", now()).unwrap_err().status(), 422);
+}
+
+#[test]
+fn every_counted_outcome_has_a_distinct_prometheus_name() {
+    let names: std::collections::BTreeSet<_> =
+        Outcome::COUNTED.iter().map(|o| o.metric_name()).collect();
+    assert_eq!(names.len(), Outcome::COUNTED.len());
+    for n in names {
+        assert!(
+            n.starts_with("webhook_filter_") && n.ends_with("_total"),
+            "{n}"
+        );
+        assert!(
+            n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{n}"
+        );
+    }
+}
