@@ -40,7 +40,11 @@ pub fn render(holder: &Holder) -> Result<String> {
         }],
         ssh_pwauth: false,
     };
-    let body = serde_saphyr::to_string(&doc).map_err(|e| Error::Render(e.to_string()))?;
+    // Plain scalars only: a long SSH key must stay on one line, not become a folded block.
+    let mut opts = serde_saphyr::SerializerOptions::default();
+    opts.prefer_block_scalars = false;
+    let body = serde_saphyr::to_string_with_options(&doc, opts)
+        .map_err(|e| Error::Render(e.to_string()))?;
     Ok(format!("#cloud-config\n{body}"))
 }
 
@@ -60,6 +64,17 @@ mod tests {
         assert_eq!(v["users"][0]["ssh_authorized_keys"][0], h.ssh_public_key);
         assert_eq!(v["users"][0]["lock_passwd"], true);
         assert_eq!(v["ssh_pwauth"], false);
+    }
+
+    #[test]
+    fn a_long_key_stays_on_one_line() {
+        let mut h = holder("1", "u1");
+        h.ssh_public_key = format!("ssh-rsa {} someone@example.com", "A".repeat(700));
+        let s = render(&h).unwrap();
+        assert!(
+            s.lines().any(|l| l == format!("  - {}", h.ssh_public_key)),
+            "{s}"
+        );
     }
 
     #[test]

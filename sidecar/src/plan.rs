@@ -314,12 +314,8 @@ pub fn next_step(
             if !spec_done {
                 return Step::Release(release_patch(cfg, host));
             }
-            if host.operator_error() {
-                return fail(format!(
-                    "release failed, Metal3 reported an error: {}",
-                    host.error
-                ));
-            }
+            // No fail-fast on `operationalStatus: error` here: the error a failed provisioning
+            // left behind stays on the host while Metal3 deprovisions it. The timeout decides.
             let done = match &cfg.deprovision_image {
                 None => host.is_available(),
                 Some(url) => {
