@@ -4,7 +4,8 @@
 //! objects are put into the given namespace (overriding one in the manifest, as kustomize's
 //! `namespace:` does), and the object is sent as a server-side apply patch with field manager
 //! `kube-harness` (force, so re-applying is idempotent). With `dry_run` the API server runs full
-//! validation, admission and defaulting but stores nothing.
+//! validation, admission and defaulting but stores nothing. Server-side apply rejects unknown
+//! fields, so a typo in a manifest fails here instead of being dropped silently.
 
 use std::path::Path;
 
