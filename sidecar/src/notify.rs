@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use hmac::{Hmac, KeyInit, Mac};
 use http::{Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
@@ -15,7 +14,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
-use sha2::Sha256;
 
 use crate::error::{Error, Result};
 use crate::model::{Host, Phase};
@@ -66,17 +64,9 @@ impl Notification {
     }
 }
 
-/// `sha256=<lowercase hex HMAC-SHA256(secret, body)>`.
+/// `sha256=<lowercase hex HMAC-SHA256(secret, body)>`, exactly as inbound webhooks are signed.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this never fails; an empty key is still a key.
-    let hex = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(mut mac) => {
-            mac.update(body);
-            hex::encode(mac.finalize().into_bytes())
-        }
-        Err(_) => String::new(),
-    };
-    format!("sha256={hex}")
+    webhook_core::signature::signature_header_value(secret, body)
 }
 
 /// Sends notifications to one URL.

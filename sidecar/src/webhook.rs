@@ -40,32 +40,10 @@ pub struct Accepted {
     pub results: Vec<ResourceResult>,
 }
 
-/// Parses and checks a delivery.
+/// Parses and validates a delivery with the filter's own rules (defence in depth: the filter
+/// should already have rejected anything this refuses).
 pub fn parse_event(body: &[u8]) -> Result<ReservationEvent> {
-    let ev: ReservationEvent =
-        serde_json::from_slice(body).map_err(|e| Error::MalformedBody(e.to_string()))?;
-    if ev.events.is_empty() {
-        return Err(Error::MalformedBody("events must not be empty".into()));
-    }
-    if ev.user_id.trim().is_empty() {
-        return Err(Error::MalformedBody("userId must not be empty".into()));
-    }
-    for r in &ev.events {
-        if r.event_id.trim().is_empty() {
-            return Err(Error::MalformedBody("eventId must not be empty".into()));
-        }
-    }
-    if ev.event_type == EventType::Start {
-        if ev.username.trim().is_empty() {
-            return Err(Error::MalformedBody("username must not be empty".into()));
-        }
-        if ev.ssh_public_key.trim().is_empty() {
-            return Err(Error::MalformedBody(
-                "sshPublicKey must not be empty".into(),
-            ));
-        }
-    }
-    Ok(ev)
+    webhook_core::event::validate(body).map_err(|e| Error::MalformedBody(e.to_string()))
 }
 
 /// Handles one delivery. Errors mean "nothing could be decided" (API server down): the sender

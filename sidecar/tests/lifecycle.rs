@@ -230,9 +230,7 @@ async fn start_while_deprovisioning_is_queued_then_carried_out() {
     assert_eq!(results(&a)[0]["result"], "releasing");
     let mut next = event(START, "202", "user-b");
     next["username"] = json!("bob");
-    next["sshPublicKey"] = json!(
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBobsKeyBobsKeyBobsKeyBobsKeyBobsKeyBobsKey bob@lab"
-    );
+    next["sshPublicKey"] = json!(include_str!("fixtures/bob.pub").trim());
     let a = b.post(&next).await;
     assert_eq!(results(&a)[0]["result"], "provisioning", "{:?}", a.body);
     assert!(
