@@ -91,7 +91,6 @@ impl Drop for Sidecar {
 
 /// One test's world.
 pub struct Bench {
-    pub server: &'static ApiServer,
     pub admin: kube::Client,
     pub ns: String,
     pub kubeconfig: PathBuf,
@@ -111,7 +110,8 @@ impl Bench {
         Bench::on(server, prefix).await
     }
 
-    pub async fn on(server: &'static ApiServer, prefix: &str) -> Bench {
+    /// The same on a given (e.g. private) API server.
+    pub async fn on(server: &ApiServer, prefix: &str) -> Bench {
         let admin = server.client().await.unwrap();
         let ns = server.create_namespace(prefix).await.unwrap();
         server
@@ -122,7 +122,6 @@ impl Bench {
         let operator = Some(StandInOperator::start(admin.clone(), &ns));
         let sink = NotificationSink::start().await.unwrap();
         Bench {
-            server,
             admin,
             ns,
             kubeconfig,
