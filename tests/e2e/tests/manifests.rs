@@ -1,0 +1,227 @@
+//! The deployment manifests, checked against the real kube-apiserver: each kustomize overlay is
+//! rendered and applied with a server-side dry run (full schema validation, defaulting and
+//! admission, nothing stored), and the copies of the filter configuration cannot drift.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kube::discovery::{self, ApiGroup};
+use kube_harness::{ApiServer, manifest::parse_documents, repo_root};
+use serde_json::Value;
+
+fn kustomize_build(dir: &str) -> String {
+    let bin = std::env::var("KUSTOMIZE_BIN").unwrap_or_else(|_| {
+        let out = Command::new(repo_root().join("tools/build-kustomize.sh"))
+            .output()
+            .expect("run tools/build-kustomize.sh (or set KUSTOMIZE_BIN)");
+        assert!(out.status.success(), "tools/build-kustomize.sh failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    });
+    let out = Command::new(&bin)
+        .arg("build")
+        .arg(repo_root().join(dir))
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin}: {e}"));
+    assert!(
+        out.status.success(),
+        "kustomize build {dir} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn install_wasmplugin_crd(server: &ApiServer) {
+    server
+        .apply_file("k8s/test/wasmplugin-crd.yaml", "default", false)
+        .await
+        .expect("install the WasmPlugin test CRD");
+    let client = server.client().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let served = discovery::group(&client, "extensions.istio.io")
+            .await
+            .ok()
+            .is_some_and(|g: ApiGroup| {
+                g.recommended_resources()
+                    .iter()
+                    .any(|(ar, _)| ar.kind == "WasmPlugin")
+            });
+        if served {
+            return;
+        }
+        assert!(Instant::now() < deadline, "WasmPlugin CRD never served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    let mut k: Vec<String> = docs
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    k.sort();
+    k
+}
+
+fn deployment(docs: &[Value]) -> &Value {
+    docs.iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment")
+}
+
+/// What an operator relies on in every container: non-root, read-only root filesystem, no
+/// privilege escalation, every capability dropped, a memory limit.
+fn assert_hardened(deployment: &Value, skip: &[&str]) {
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    for c in pod["containers"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        if skip.contains(&name) {
+            continue;
+        }
+        let sc = &c["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}: read-only root fs");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}: no escalation");
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{name}");
+        assert!(
+            c["resources"]["limits"]["memory"].is_string(),
+            "{name}: memory limit"
+        );
+        assert!(
+            c["resources"]["requests"]["cpu"].is_string(),
+            "{name}: cpu request"
+        );
+    }
+}
+
+fn container<'a>(deployment: &'a Value, name: &str) -> &'a Value {
+    deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("container {name}"))
+}
+
+#[tokio::test]
+async fn envoy_overlay_passes_a_server_side_dry_run() {
+    let server = ApiServer::shared().await.unwrap();
+    let ns = server.create_namespace("manifests-envoy").await.unwrap();
+    let yaml = kustomize_build("k8s/overlays/envoy");
+    let docs = parse_documents(&yaml).unwrap();
+    assert_eq!(
+        kinds(&docs),
+        [
+            "ConfigMap",
+            "ConfigMap",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    let applied = server
+        .apply_yaml(&yaml, &ns, true)
+        .await
+        .unwrap_or_else(|e| panic!("dry run of the envoy overlay rejected: {e}"));
+    assert_eq!(applied.len(), docs.len());
+
+    let deploy = deployment(&docs);
+    assert_hardened(deploy, &[]);
+    let envoy = container(deploy, "envoy");
+    assert_eq!(envoy["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(envoy["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(envoy["ports"][0]["containerPort"], 5001);
+    // The sidecar stays on loopback: only Envoy (and so the filter) faces the network.
+    let sidecar = container(deploy, "sidecar");
+    let addr = sidecar["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SIDECAR_ADDR")
+        .unwrap();
+    assert_eq!(addr["value"], "127.0.0.1:8080");
+}
+
+#[tokio::test]
+async fn istio_overlay_passes_a_server_side_dry_run() {
+    let server = ApiServer::shared().await.unwrap();
+    install_wasmplugin_crd(server).await;
+    let ns = server.create_namespace("manifests-istio").await.unwrap();
+    let yaml = kustomize_build("k8s/overlays/istio");
+    let docs = parse_documents(&yaml).unwrap();
+    assert_eq!(
+        kinds(&docs),
+        [
+            "ConfigMap",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+            "WasmPlugin"
+        ]
+    );
+    server
+        .apply_yaml(&yaml, &ns, true)
+        .await
+        .unwrap_or_else(|e| panic!("dry run of the istio overlay rejected: {e}"));
+
+    // istio-proxy is a partial container that Istio's injector merges; it is not checked here.
+    assert_hardened(deployment(&docs), &["istio-proxy"]);
+    let plugin = docs.iter().find(|d| d["kind"] == "WasmPlugin").unwrap();
+    assert_eq!(plugin["spec"]["phase"], "AUTHN");
+    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert!(
+        plugin["spec"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("oci://")
+    );
+    assert_eq!(plugin["spec"]["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[tokio::test]
+async fn bmh_crd_and_test_crds_are_valid() {
+    let server = ApiServer::shared().await.unwrap();
+    for file in [
+        "k8s/crd/baremetalhosts.metal3.io.yaml",
+        "k8s/test/wasmplugin-crd.yaml",
+    ] {
+        server
+            .apply_file(file, "default", true)
+            .await
+            .unwrap_or_else(|e| panic!("dry run of {file} rejected: {e}"));
+    }
+}
+
+/// The plain-Envoy overlay ships envoy/envoy.yaml (the renderer's output) in its ConfigMap.
+#[test]
+fn envoy_overlay_config_is_the_rendered_envoy_config() {
+    let rendered = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let overlay =
+        std::fs::read_to_string(repo_root().join("k8s/overlays/envoy/envoy.yaml")).unwrap();
+    assert!(
+        rendered == overlay,
+        "k8s/overlays/envoy/envoy.yaml differs from envoy/envoy.yaml: copy it again"
+    );
+}
+
+/// Istio's pluginConfig is the same document as the Envoy configuration's, and the filter's own
+/// configuration compiler accepts it.
+#[test]
+fn istio_plugin_config_is_the_envoy_plugin_config() {
+    let yaml =
+        std::fs::read_to_string(repo_root().join("k8s/overlays/istio/wasmplugin.yaml")).unwrap();
+    let plugin = &parse_documents(&yaml).unwrap()[0];
+    let istio = &plugin["spec"]["pluginConfig"];
+    let envoy: Value = serde_json::from_str(envoy_harness::config::DEFAULT_PLUGIN_CONFIG).unwrap();
+    assert_eq!(istio, &envoy);
+
+    let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| "s3cret".to_string());
+    webhook_core::config::CompiledConfig::from_json(istio.to_string().as_bytes(), env)
+        .unwrap_or_else(|e| panic!("the filter refuses the Istio pluginConfig: {e}"));
+}
