@@ -88,6 +88,7 @@ pub async fn route(state: &AppState, req: Request<Incoming>) -> Response<Full<By
                 StatusCode::OK,
                 &json!({"status": "ready", "timestamp": Timestamp::now().to_string()}),
             ),
+            Err(e @ Error::ApiUnavailable(_)) => error_response(&e),
             Err(e) => error_response(&Error::ApiUnavailable(e.to_string())),
         },
         ("/metrics", &Method::GET) => {
