@@ -28,8 +28,12 @@ pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: u64 = 300;
 /// mode. Inbound copies are always removed.
 pub const VERIFIED_HEADER: &str = "x-webhook-verified";
 /// Header set upstream naming the secret (its configured `id`) that matched. Inbound copies
-/// are always removed.
+/// are always removed. Envoy's route adds it from the filter state [`SECRET_ID_PROPERTY`].
 pub const SECRET_ID_HEADER: &str = "x-webhook-secret-id";
+/// Filter-state property the adapter sets to the matched secret's `id`; Envoy stores it as
+/// `wasm.webhook_secret_id` and the route turns it into [`SECRET_ID_HEADER`] with
+/// `%FILTER_STATE(wasm.webhook_secret_id:PLAIN)%`.
+pub const SECRET_ID_PROPERTY: &str = "webhook_secret_id";
 /// Header set upstream naming the webhook (its configured `name`) that matched.
 pub const WEBHOOK_NAME_HEADER: &str = "x-webhook-name";
 /// Every header the filter owns; stripped from every inbound request so none can be spoofed.

@@ -17,8 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::{
-    CompiledConfig, SECRET_ID_HEADER, Schema, Scheme, Unmatched, VERIFIED_HEADER,
-    WEBHOOK_NAME_HEADER, Webhook,
+    CompiledConfig, Schema, Scheme, Unmatched, VERIFIED_HEADER, WEBHOOK_NAME_HEADER, Webhook,
 };
 use crate::error::Error;
 use crate::event;
@@ -47,8 +46,10 @@ pub struct Pending {
 /// A request that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// Headers to set on the forwarded request (after the owned ones were removed).
-    pub upstream_headers: Vec<(&'static str, String)>,
+    /// The configured `id` of the secret that matched (`None` in unsigned mode). Envoy does not
+    /// let a filter change request headers after the headers callback, so the adapter hands it
+    /// to Envoy as filter state and the route adds `x-webhook-secret-id` from there.
+    pub secret_id: Option<String>,
 }
 
 /// A refused request: the error and what the reply needs besides it.
@@ -185,6 +186,27 @@ fn check_headers(
 }
 
 impl Pending {
+    /// Headers to set on the request in the headers callback, before the verdict:
+    /// `x-webhook-name` and `x-webhook-verified` (`true`, or `unsigned` in unsigned mode).
+    ///
+    /// Setting them before the body is checked is safe only because a rejected request never
+    /// leaves Envoy (the buffer filter after ours holds the headers back until we continue);
+    /// Envoy refuses header changes in the body callback.
+    pub fn upstream_headers(&self, cfg: &CompiledConfig) -> Vec<(&'static str, String)> {
+        let Some(hook) = self.webhook(cfg) else {
+            return Vec::new();
+        };
+        let verified = if self.signature.is_some() {
+            "true"
+        } else {
+            "unsigned"
+        };
+        vec![
+            (WEBHOOK_NAME_HEADER, hook.name.clone()),
+            (VERIFIED_HEADER, verified.to_owned()),
+        ]
+    }
+
     /// The webhook this request matched.
     pub fn webhook<'c>(&self, cfg: &'c CompiledConfig) -> Option<&'c Webhook> {
         cfg.webhooks.get(self.webhook)
@@ -216,17 +238,13 @@ impl Pending {
         let Some(hook) = self.webhook(cfg) else {
             return Err(Error::NotFound.into());
         };
-        let mut upstream_headers = vec![(WEBHOOK_NAME_HEADER, hook.name.clone())];
-        match &self.signature {
+        let secret_id = match &self.signature {
             Some(sig) => {
                 let i = signature::verify(&hook.secrets, body, sig)?;
-                upstream_headers.push((VERIFIED_HEADER, "true".to_owned()));
-                if let Some(secret) = hook.secrets.get(i) {
-                    upstream_headers.push((SECRET_ID_HEADER, secret.id().to_owned()));
-                }
+                hook.secrets.get(i).map(|s| s.id().to_owned())
             }
-            None => upstream_headers.push((VERIFIED_HEADER, "unsigned".to_owned())),
-        }
+            None => None,
+        };
         match hook.schema {
             Schema::ReservationEvent => {
                 let ev = event::validate(body).map_err(Error::from)?;
@@ -247,6 +265,6 @@ impl Pending {
                 })?;
             }
         }
-        Ok(Accepted { upstream_headers })
+        Ok(Accepted { secret_id })
     }
 }

@@ -17,7 +17,7 @@
 //!            │    HMAC-SHA256 against every active secret (401)
 //!            │    JSON (400) ─ event::validate (422 + JSON path) ─ replay window (422)
 //!            ▼
-//!          Accepted { upstream_headers }  ─▶ forwarded; or Rejection ─▶ JSON reply + counter
+//!          Accepted { secret_id } ─▶ forwarded; or Rejection ─▶ JSON reply + counter
 //! ```
 //!
 //! # Layout

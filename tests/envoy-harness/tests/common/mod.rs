@@ -1,0 +1,120 @@
+//! Shared set-up of the Envoy tests: a recording upstream, Envoy with the filter in front of
+//! it, signed fixture bodies with a fresh timestamp.
+#![allow(dead_code, clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test code
+
+use std::time::SystemTime;
+
+use envoy_harness::http::{self, Response};
+use envoy_harness::{Envoy, EnvoyConfig, RecordingUpstream, filter_wasm, free_port};
+use serde_json::{Value, json};
+use webhook_core::signature::signature_header_value;
+
+pub const NEW: &str = "new-secret-0123456789";
+pub const OLD: &str = "old-secret-9876543210";
+
+/// The EVENT_START fixture of the core crate (real ed25519 key, ~2 KB).
+pub const START: &[u8] = include_bytes!("../../../../filter/core/tests/fixtures/event-start.json");
+
+/// Plugin configuration of most tests: the deployment one with `edit` applied to the webhook.
+pub fn plugin_config(edit: impl FnOnce(&mut Value)) -> String {
+    let mut v: Value = serde_json::from_str(envoy_harness::config::DEFAULT_PLUGIN_CONFIG).unwrap();
+    edit(&mut v["webhooks"][0]);
+    v.to_string()
+}
+
+pub struct Bench {
+    // Field order = drop order: Envoy first, then the upstream.
+    pub envoy: Envoy,
+    pub upstream: RecordingUpstream,
+}
+
+impl Bench {
+    /// Upstream + Envoy with the filter, the given plugin config and secret environment.
+    pub fn start(plugin_config: &str, env: &[(&str, &str)]) -> Bench {
+        Self::start_with(plugin_config, env, true)
+    }
+
+    pub fn start_with(plugin_config: &str, env: &[(&str, &str)], buffer: bool) -> Bench {
+        let upstream = RecordingUpstream::start().unwrap();
+        let wasm = filter_wasm().unwrap_or_else(|e| panic!("{e}"));
+        let mut cfg = EnvoyConfig::for_test(
+            free_port().unwrap(),
+            free_port().unwrap(),
+            upstream.addr(),
+            Some(wasm),
+            plugin_config,
+        );
+        cfg.buffer_after_filter = buffer;
+        let envoy = Envoy::start(&cfg, env).unwrap_or_else(|e| panic!("{e}"));
+        Bench { envoy, upstream }
+    }
+
+    /// Default config, both secrets set.
+    pub fn default_started() -> Bench {
+        Self::start(
+            &plugin_config(|_| {}),
+            &[("WEBHOOK_SECRET", NEW), ("WEBHOOK_SECRET_PREVIOUS", OLD)],
+        )
+    }
+
+    pub fn send(&self, parts: &[&[u8]]) -> Response {
+        http::send(self.envoy.listener(), parts).unwrap()
+    }
+
+    /// POST /webhook with JSON content type, content-length, and the given extra headers.
+    pub fn post(&self, body: &[u8], extra: &[(&str, &str)]) -> Response {
+        let len = body.len().to_string();
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("content-length", len.as_str()),
+        ];
+        headers.extend_from_slice(extra);
+        let head = http::head("POST", "/webhook", &headers);
+        self.send(&[head.as_bytes(), body])
+    }
+
+    /// POST /webhook signed with `secret`.
+    pub fn post_signed(&self, secret: &str, body: &[u8]) -> Response {
+        let sig = signature_header_value(secret.as_bytes(), body);
+        self.post(body, &[("x-webhook-signature", &sig)])
+    }
+
+    pub fn counter(&self, name: &str) -> u64 {
+        self.envoy.counter(name).unwrap().unwrap_or(0)
+    }
+}
+
+/// The fixture with a fresh `timestamp` (inside the replay window) and `edit` applied.
+pub fn fresh_event(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(START).unwrap();
+    v["timestamp"] = json!(webhook_core::flow::rfc3339_utc(SystemTime::now()));
+    edit(&mut v);
+    serde_json::to_vec_pretty(&v).unwrap()
+}
+
+pub fn json_body(r: &Response) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| {
+        panic!(
+            "reply is not JSON ({e}): {}",
+            String::from_utf8_lossy(&r.body)
+        )
+    })
+}
+
+/// Asserts a JSON rejection in the replaced service's shape.
+#[track_caller]
+pub fn assert_rejected(r: &Response, status: u16, error_type: &str) -> Value {
+    let body = json_body(r);
+    assert_eq!(r.status, status, "body: {body}");
+    assert_eq!(body["error_type"], error_type, "body: {body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "body: {body}"
+    );
+    assert!(
+        body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "body: {body}"
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    body
+}

@@ -1,0 +1,458 @@
+//! The webhook filter inside a real Envoy 1.40 (V8) in front of a recording upstream.
+//!
+//! Needs `ENVOY_BIN` and `FILTER_WASM` (or runs `tools/envoy-venv.sh` / `filter/build.sh`);
+//! fails loudly when either cannot be found.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test code
+
+mod common;
+
+use common::*;
+use envoy_harness::http;
+use serde_json::json;
+use webhook_core::metrics::Outcome;
+use webhook_core::signature::signature_header_value;
+
+#[test]
+fn valid_event_is_forwarded_byte_for_byte_with_verified_headers() {
+    let b = Bench::default_started();
+    let body = fresh_event(|_| {});
+    let sig = signature_header_value(NEW.as_bytes(), &body);
+    let r = b.post(
+        &body,
+        &[("x-webhook-signature", &sig), ("x-request-marker", "m1")],
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.body, envoy_harness::upstream::REPLY_BODY);
+
+    let reqs = b.upstream.requests();
+    assert_eq!(reqs.len(), 1);
+    let got = &reqs[0];
+    assert_eq!(got.request_line(), "POST /webhook HTTP/1.1");
+    assert_eq!(got.body, body, "body must reach the upstream unchanged");
+    assert_eq!(got.header_values("x-webhook-signature"), [sig.as_str()]);
+    assert_eq!(got.header_values("content-type"), ["application/json"]);
+    assert_eq!(got.header_values("x-request-marker"), ["m1"]);
+    assert_eq!(got.header_values("x-webhook-verified"), ["true"]);
+    assert_eq!(got.header_values("x-webhook-secret-id"), ["current"]);
+    assert_eq!(got.header_values("x-webhook-name"), ["reservations"]);
+    assert_eq!(b.counter(Outcome::Accepted.metric_name()), 1);
+}
+
+#[test]
+fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
+    let b = Bench::default_started();
+    let good = fresh_event(|_| {});
+    let good_sig = signature_header_value(NEW.as_bytes(), &good);
+
+    // 405 with allow.
+    let head = http::head("GET", "/webhook", &[("x-webhook-signature", &good_sig)]);
+    let r = b.send(&[head.as_bytes()]);
+    assert_rejected(&r, 405, "method_not_allowed");
+    assert_eq!(r.header("allow"), Some("POST"));
+
+    // 415.
+    let len = good.len().to_string();
+    let head = http::head(
+        "POST",
+        "/webhook",
+        &[
+            ("content-type", "text/plain"),
+            ("content-length", &len),
+            ("x-webhook-signature", &good_sig),
+        ],
+    );
+    assert_rejected(
+        &b.send(&[head.as_bytes(), &good]),
+        415,
+        "unsupported_media_type",
+    );
+
+    // 413 from content-length, before any body is read.
+    let big = vec![b' '; 65537];
+    assert_rejected(&b.post_signed(NEW, &big), 413, "body_too_large");
+
+    // 401 missing / malformed / wrong secret / tampered body (same detail for the last two).
+    assert_rejected(&b.post(&good, &[]), 401, "missing_signature");
+    assert_rejected(
+        &b.post(&good, &[("x-webhook-signature", "md5=abc")]),
+        401,
+        "malformed_signature",
+    );
+    let wrong = assert_rejected(&b.post_signed("guessed", &good), 401, "invalid_signature");
+    let mut tampered = good.clone();
+    let pos = http::find(&tampered, b"giovanni.mirarchi").unwrap();
+    tampered[pos] = b'G';
+    let r = b.post(&tampered, &[("x-webhook-signature", &good_sig)]);
+    let tampered_reply = assert_rejected(&r, 401, "invalid_signature");
+    assert_eq!(wrong["detail"], tampered_reply["detail"]);
+
+    // Spoofed "already verified" headers change nothing.
+    let r = b.post(
+        &good,
+        &[
+            ("x-webhook-verified", "true"),
+            ("x-webhook-secret-id", "current"),
+        ],
+    );
+    assert_rejected(&r, 401, "missing_signature");
+
+    // 400 malformed JSON (validly signed).
+    assert_rejected(
+        &b.post_signed(NEW, b"{\"eventType\":"),
+        400,
+        "malformed_json",
+    );
+
+    // 422 with the JSON path: truncated README key, reserved user, YAML-breaking key comment.
+    let truncated =
+        fresh_event(|v| v["sshPublicKey"] = json!("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAACAQC..."));
+    let body = assert_rejected(&b.post_signed(NEW, &truncated), 422, "validation_error");
+    assert_eq!(body["field"], "$.sshPublicKey");
+    let root = fresh_event(|v| v["username"] = json!("root"));
+    assert_eq!(
+        assert_rejected(&b.post_signed(NEW, &root), 422, "validation_error")["field"],
+        "$.username"
+    );
+    let inject = fresh_event(|v| {
+        let k = v["sshPublicKey"].as_str().unwrap().to_owned();
+        v["sshPublicKey"] = json!(format!("{k}\nruncmd: [reboot]"));
+    });
+    assert_eq!(
+        assert_rejected(&b.post_signed(NEW, &inject), 422, "validation_error")["field"],
+        "$.sshPublicKey"
+    );
+    let ends_early =
+        fresh_event(|v| v["events"][1]["eventEnd"] = v["events"][1]["eventStart"].clone());
+    let body = assert_rejected(&b.post_signed(NEW, &ends_early), 422, "validation_error");
+    assert_eq!(body["field"], "$.events[1].eventEnd");
+
+    // 422 stale: the fixture's own 2025 timestamp is outside the one-hour window.
+    let body = assert_rejected(&b.post_signed(NEW, START), 422, "stale_event");
+    assert_eq!(body["field"], "$.timestamp");
+
+    // Not one byte of any of the above reached the upstream: a valid request sent last is the
+    // only thing it ever received, on any connection.
+    let r = b.post_signed(NEW, &good);
+    assert_eq!(r.status, 200);
+    let reqs = b.upstream.requests();
+    assert_eq!(reqs.len(), 1, "upstream saw: {reqs:#?}");
+    assert_eq!(reqs[0].body, good);
+    let all: usize = b.upstream.connections().iter().map(Vec::len).sum();
+    assert_eq!(
+        all,
+        reqs[0].head.len() + 4 + good.len(),
+        "stray bytes upstream"
+    );
+
+    // One counter per outcome, under Prometheus names.
+    let text = b.envoy.prometheus().unwrap();
+    for (outcome, n) in [
+        (Outcome::Accepted, 1),
+        (Outcome::MethodNotAllowed, 1),
+        (Outcome::UnsupportedMediaType, 1),
+        (Outcome::BodyTooLarge, 1),
+        (Outcome::MissingSignature, 2),
+        (Outcome::MalformedSignature, 1),
+        (Outcome::BadSignature, 2),
+        (Outcome::MalformedJson, 1),
+        (Outcome::InvalidEvent, 4),
+        (Outcome::StaleEvent, 1),
+    ] {
+        let name = outcome.metric_name();
+        assert!(
+            text.contains(&format!("# TYPE {name} counter")),
+            "{name} not typed as counter"
+        );
+        assert_eq!(
+            envoy_harness::envoy::parse_counter(&text, name),
+            Some(n),
+            "{name}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn chunked_and_many_chunk_bodies_are_accepted_and_forwarded_intact() {
+    let b = Bench::default_started();
+    for (i, chunk) in [512usize, 64, 7].into_iter().enumerate() {
+        let body = fresh_event(|v| v["events"][0]["eventId"] = json!(format!("chunk-{i}")));
+        let sig = signature_header_value(NEW.as_bytes(), &body);
+        let head = http::head(
+            "POST",
+            "/webhook",
+            &[
+                ("content-type", "application/json"),
+                ("transfer-encoding", "chunked"),
+                ("x-webhook-signature", &sig),
+            ],
+        );
+        let encoded = http::chunked(&body, chunk);
+        // One write per chunk (at most 40 writes; the rest in one), so Envoy sees several reads.
+        let pieces: Vec<&[u8]> = split_writes(&encoded, chunk + 8, 40);
+        let mut parts: Vec<&[u8]> = vec![head.as_bytes()];
+        parts.extend(pieces);
+        let r = b.send(&parts);
+        assert_eq!(
+            r.status,
+            200,
+            "chunk {chunk}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let reqs = b.upstream.requests();
+        assert_eq!(reqs.len(), i + 1);
+        assert_eq!(reqs[i].body, body, "chunk {chunk}: body changed");
+    }
+    // A chunked body signed with the wrong secret: 401 and still nothing new upstream.
+    let body = fresh_event(|_| {});
+    let sig = signature_header_value(b"wrong", &body);
+    let head = http::head(
+        "POST",
+        "/webhook",
+        &[
+            ("content-type", "application/json"),
+            ("transfer-encoding", "chunked"),
+            ("x-webhook-signature", &sig),
+        ],
+    );
+    let encoded = http::chunked(&body, 100);
+    let mut parts: Vec<&[u8]> = vec![head.as_bytes()];
+    parts.extend(split_writes(&encoded, 108, 40));
+    assert_rejected(&b.send(&parts), 401, "invalid_signature");
+    assert_eq!(b.upstream.requests().len(), 3);
+}
+
+fn split_writes(data: &[u8], size: usize, max_parts: usize) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = data.chunks(size).take(max_parts - 1).collect();
+    let used: usize = out.iter().map(|c| c.len()).sum();
+    if used < data.len() {
+        out.push(&data[used..]);
+    }
+    out
+}
+
+#[test]
+fn body_cap_exactly_at_passes_one_byte_over_is_413() {
+    let cap = 4096;
+    let b = Bench::start(
+        &plugin_config(|w| w["max_body_bytes"] = json!(cap)),
+        &[("WEBHOOK_SECRET", NEW)],
+    );
+    let mut at_cap = fresh_event(|_| {});
+    at_cap.resize(cap, b' '); // trailing whitespace is valid JSON
+    let mut over = at_cap.clone();
+    over.push(b' ');
+
+    let r = b.post_signed(NEW, &at_cap);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_rejected(&b.post_signed(NEW, &over), 413, "body_too_large");
+
+    // Same sizes without content-length: the running size is checked in the body callbacks.
+    for (body, want) in [(&at_cap, 200), (&over, 413)] {
+        let sig = signature_header_value(NEW.as_bytes(), body);
+        let head = http::head(
+            "POST",
+            "/webhook",
+            &[
+                ("content-type", "application/json"),
+                ("transfer-encoding", "chunked"),
+                ("x-webhook-signature", &sig),
+            ],
+        );
+        let encoded = http::chunked(body, 1024);
+        let parts: Vec<&[u8]> = std::iter::once(head.as_bytes())
+            .chain(encoded.chunks(1032))
+            .collect();
+        let r = b.send(&parts);
+        assert_eq!(r.status, want, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let reqs = b.upstream.requests();
+    assert_eq!(
+        reqs.len(),
+        2,
+        "only the two at-cap requests reach the upstream"
+    );
+    assert!(reqs.iter().all(|r| r.body == at_cap));
+    assert_eq!(b.counter(Outcome::BodyTooLarge.metric_name()), 2);
+}
+
+#[test]
+fn rotation_current_and_previous_secret_both_pass() {
+    let b = Bench::default_started();
+    let body = fresh_event(|_| {});
+    let r = b.post_signed(NEW, &body);
+    assert_eq!(
+        r.status,
+        200,
+        "{}\n{}",
+        String::from_utf8_lossy(&r.body),
+        b.envoy.log_tail()
+    );
+    assert_eq!(b.post_signed(OLD, &body).status, 200);
+    assert_rejected(
+        &b.post_signed("retired-secret", &body),
+        401,
+        "invalid_signature",
+    );
+    let ids: Vec<Vec<String>> = b
+        .upstream
+        .requests()
+        .iter()
+        .map(|r| {
+            r.header_values("x-webhook-secret-id")
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [vec!["current".to_owned()], vec!["previous".to_owned()]]
+    );
+}
+
+#[test]
+fn unsigned_mode_forwards_valid_unsigned_events_and_still_validates() {
+    let b = Bench::start(
+        &plugin_config(|w| {
+            w["secrets"] = json!([]);
+            w["allow_unsigned"] = json!(true);
+        }),
+        &[],
+    );
+    let body = fresh_event(|_| {});
+    let r = b.post(&body, &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let reqs = b.upstream.requests();
+    assert_eq!(reqs[0].header_values("x-webhook-verified"), ["unsigned"]);
+    assert!(reqs[0].header_values("x-webhook-secret-id").is_empty());
+    let bad = fresh_event(|v| v["username"] = json!("-rf"));
+    assert_rejected(&b.post(&bad, &[]), 422, "validation_error");
+    assert_eq!(b.upstream.requests().len(), 1);
+}
+
+#[test]
+fn unguarded_health_paths_pass_without_signature_and_spoofed_headers_are_stripped() {
+    let b = Bench::default_started();
+    let head = http::head(
+        "GET",
+        "/healthz",
+        &[
+            ("x-webhook-verified", "true"),
+            ("x-webhook-secret-id", "current"),
+        ],
+    );
+    let r = b.send(&[head.as_bytes()]);
+    assert_eq!(r.status, 200);
+    let reqs = b.upstream.requests();
+    assert_eq!(reqs[0].request_line(), "GET /healthz HTTP/1.1");
+    assert!(
+        reqs[0].header_values("x-webhook-verified").is_empty(),
+        "{}",
+        reqs[0].head
+    );
+    assert!(reqs[0].header_values("x-webhook-secret-id").is_empty());
+    assert_eq!(
+        b.send(&[http::head("GET", "/readyz", &[]).as_bytes()])
+            .status,
+        200
+    );
+    // Unknown paths never reach the upstream.
+    assert_eq!(
+        b.send(&[http::head("GET", "/admin", &[]).as_bytes()])
+            .status,
+        404
+    );
+    // A path that normalises to the guarded one is guarded.
+    let body = fresh_event(|_| {});
+    let len = body.len().to_string();
+    let head = http::head(
+        "POST",
+        "//webhook",
+        &[
+            ("content-type", "application/json"),
+            ("content-length", &len),
+        ],
+    );
+    assert_rejected(&b.send(&[head.as_bytes(), &body]), 401, "missing_signature");
+    assert_eq!(b.upstream.requests().len(), 2);
+    assert_eq!(b.counter(Outcome::Passed.metric_name()), 3);
+}
+
+#[test]
+fn configuration_errors_stop_envoy_from_starting() {
+    let wasm = envoy_harness::filter_wasm().unwrap_or_else(|e| panic!("{e}"));
+    let upstream = envoy_harness::RecordingUpstream::start().unwrap();
+    for (config, env, needle) in [
+        (plugin_config(|_| {}), vec![], "WEBHOOK_SECRET is not set"),
+        (
+            plugin_config(|w| w["max_body"] = json!(1)),
+            vec![("WEBHOOK_SECRET", NEW)],
+            "unknown field `max_body`",
+        ),
+    ] {
+        let cfg = envoy_harness::EnvoyConfig::for_test(
+            envoy_harness::free_port().unwrap(),
+            envoy_harness::free_port().unwrap(),
+            upstream.addr(),
+            Some(wasm.clone()),
+            &config,
+        );
+        match envoy_harness::Envoy::start(&cfg, &env) {
+            Ok(e) => panic!("Envoy started with a bad configuration:\n{}", e.log_tail()),
+            Err(envoy_harness::Error::NotReady(log)) => {
+                assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+                assert!(!log.contains(NEW), "secret leaked into the log");
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+}
+
+/// The control experiment for the zero-bytes test: without the buffer filter after the wasm
+/// filter, Envoy's router forwards the headers of a request whose body is later rejected. If
+/// this ever stops leaking, the zero-bytes test above would no longer prove anything about the
+/// arrangement.
+#[test]
+fn without_the_buffer_filter_a_rejected_request_leaks_its_headers() {
+    let b = Bench::start_with(&plugin_config(|_| {}), &[("WEBHOOK_SECRET", NEW)], false);
+    let good = fresh_event(|_| {});
+    // Warm the upstream connection pool so the router can forward headers at once.
+    assert_eq!(b.post_signed(NEW, &good).status, 200);
+    let forwarded: usize = b
+        .upstream
+        .requests()
+        .iter()
+        .map(|r| r.head.len() + 4 + r.body.len())
+        .sum();
+
+    let sig = signature_header_value(b"wrong", &good);
+    let len = good.len().to_string();
+    let head = http::head(
+        "POST",
+        "/webhook",
+        &[
+            ("content-type", "application/json"),
+            ("content-length", &len),
+            ("x-webhook-signature", &sig),
+        ],
+    );
+    // Headers first, body in a later write: the verdict comes after the router acted.
+    assert_rejected(&b.send(&[head.as_bytes(), &good]), 401, "invalid_signature");
+    let mut leaked = 0;
+    for _ in 0..40 {
+        leaked = b.upstream.total_bytes().saturating_sub(forwarded);
+        if leaked > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        leaked > 0,
+        "expected the rejected request's headers upstream without the buffer filter"
+    );
+    assert_eq!(
+        b.upstream.requests().len(),
+        1,
+        "the rejected request never completed upstream"
+    );
+}
