@@ -158,6 +158,9 @@ async fn every_answer_of_the_public_api_is_documented_and_matches_its_schema() {
     }
 }
 
+/// A change that makes an event invalid.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 /// The documented request schema and the filter's validator agree on the fixtures and on
 /// invalid events a schema can express.
 #[test]
@@ -172,7 +175,7 @@ fn request_schema_agrees_with_the_filter_validator() {
             .unwrap_or_else(|e| panic!("{name} fails the filter validator: {e}"));
     }
     let good: Value = serde_json::from_slice(&fixture("event-start.json").unwrap()).unwrap();
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "unknown eventType",
             Box::new(|e| e["eventType"] = json!("EVENT_PAUSE")),
