@@ -265,7 +265,9 @@ pub fn check_freshness(
     if window_seconds == 0 {
         return Ok(());
     }
-    let sent = rfc3339("$.timestamp", &event.timestamp)?.unix_timestamp();
+    let sent = rfc3339(&event.timestamp)
+        .map_err(|reason| ValidationError::at("$.timestamp", reason))?
+        .unix_timestamp();
     let age = i128::from(now_unix_seconds) - i128::from(sent);
     if age > i128::from(window_seconds) {
         return Err(ValidationError::at("$.timestamp", Reason::Stale));
@@ -277,6 +279,10 @@ pub fn check_freshness(
 }
 
 fn parse(body: &[u8]) -> Result<ReservationEvent, ValidationError> {
+    // Fast path without path tracking; only a refused body pays for a second, tracked pass.
+    if let Ok(event) = serde_json::from_slice(body) {
+        return Ok(event);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let event: ReservationEvent = match serde_path_to_error::deserialize(&mut de) {
         Ok(event) => event,
@@ -328,7 +334,8 @@ fn json_path(path: &serde_path_to_error::Path) -> String {
 }
 
 fn check(e: &ReservationEvent) -> Result<(), ValidationError> {
-    rfc3339("$.timestamp", &e.timestamp)?;
+    let top = |path: &'static str| move |reason| ValidationError::at(path, reason);
+    rfc3339(&e.timestamp).map_err(top("$.timestamp"))?;
     if e.events.is_empty() {
         return Err(ValidationError::at("$.events", Reason::NoEvents));
     }
@@ -338,64 +345,67 @@ fn check(e: &ReservationEvent) -> Result<(), ValidationError> {
     if usize::try_from(e.event_count).ok() != Some(e.events.len()) {
         return Err(ValidationError::at("$.eventCount", Reason::CountMismatch));
     }
-    line("$.userId", &e.user_id, MAX_SHORT)?;
+    line(&e.user_id, MAX_SHORT).map_err(top("$.userId"))?;
     check_username(&e.username)?;
     check_email(&e.email)?;
     check_ssh_key(&e.ssh_public_key)?;
     for (i, r) in e.events.iter().enumerate() {
-        let p = |f: &str| format!("$.events[{i}].{f}");
-        line(&p("eventId"), &r.event_id, MAX_SHORT)?;
-        optional_line(&p("eventTitle"), &r.event_title, MAX_SHORT)?;
-        text(&p("eventDescription"), &r.event_description, MAX_TEXT)?;
-        let start = rfc3339(&p("eventStart"), &r.event_start)?;
-        let end = rfc3339(&p("eventEnd"), &r.event_end)?;
+        // The path is only formatted when a field is refused.
+        let at = |field: &'static str| {
+            move |reason| ValidationError::at(format!("$.events[{i}].{field}"), reason)
+        };
+        line(&r.event_id, MAX_SHORT).map_err(at("eventId"))?;
+        optional_line(&r.event_title, MAX_SHORT).map_err(at("eventTitle"))?;
+        text(&r.event_description, MAX_TEXT).map_err(at("eventDescription"))?;
+        let start = rfc3339(&r.event_start).map_err(at("eventStart"))?;
+        let end = rfc3339(&r.event_end).map_err(at("eventEnd"))?;
         if end <= start {
-            return Err(ValidationError::at(p("eventEnd"), Reason::EndNotAfterStart));
+            return Err(at("eventEnd")(Reason::EndNotAfterStart));
         }
-        line(&p("resourceName"), &r.resource_name, MAX_SHORT)?;
-        line(&p("resourceType"), &r.resource_type, MAX_SHORT)?;
-        optional_line(&p("resourceSpecs"), &r.resource_specs, MAX_TEXT)?;
-        optional_line(&p("resourceLocation"), &r.resource_location, MAX_SHORT)?;
-        optional_line(&p("siteId"), &r.site_id, MAX_SHORT)?;
-        optional_line(&p("siteName"), &r.site_name, MAX_SHORT)?;
+        line(&r.resource_name, MAX_SHORT).map_err(at("resourceName"))?;
+        line(&r.resource_type, MAX_SHORT).map_err(at("resourceType"))?;
+        optional_line(&r.resource_specs, MAX_TEXT).map_err(at("resourceSpecs"))?;
+        optional_line(&r.resource_location, MAX_SHORT).map_err(at("resourceLocation"))?;
+        optional_line(&r.site_id, MAX_SHORT).map_err(at("siteId"))?;
+        optional_line(&r.site_name, MAX_SHORT).map_err(at("siteName"))?;
     }
     Ok(())
 }
 
-fn rfc3339(path: &str, value: &str) -> Result<OffsetDateTime, ValidationError> {
-    OffsetDateTime::parse(value, &Rfc3339)
-        .map_err(|_| ValidationError::at(path, Reason::NotRfc3339))
+fn rfc3339(value: &str) -> Result<OffsetDateTime, Reason> {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| Reason::NotRfc3339)
 }
 
 /// A required single-line string: non-empty, bounded, no control characters.
-fn line(path: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+fn line(value: &str, max: usize) -> Result<(), Reason> {
     if value.trim().is_empty() {
-        return Err(ValidationError::at(path, Reason::Empty));
+        return Err(Reason::Empty);
     }
-    optional_line(path, value, max)
+    optional_line(value, max)
 }
 
 /// An optional single-line string: bounded, no control characters.
-fn optional_line(path: &str, value: &str, max: usize) -> Result<(), ValidationError> {
-    if value.chars().count() > max {
-        return Err(ValidationError::at(path, Reason::TooLong));
+fn optional_line(value: &str, max: usize) -> Result<(), Reason> {
+    // Byte length bounds the character count from above: count only when it could matter.
+    if value.len() > max && value.chars().count() > max {
+        return Err(Reason::TooLong);
     }
     if value.chars().any(char::is_control) {
-        return Err(ValidationError::at(path, Reason::ControlCharacter));
+        return Err(Reason::ControlCharacter);
     }
     Ok(())
 }
 
 /// Free text: bounded; line breaks and tabs allowed, other control characters not.
-fn text(path: &str, value: &str, max: usize) -> Result<(), ValidationError> {
-    if value.chars().count() > max {
-        return Err(ValidationError::at(path, Reason::TooLong));
+fn text(value: &str, max: usize) -> Result<(), Reason> {
+    if value.len() > max && value.chars().count() > max {
+        return Err(Reason::TooLong);
     }
     if value
         .chars()
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
-        return Err(ValidationError::at(path, Reason::ControlCharacter));
+        return Err(Reason::ControlCharacter);
     }
     Ok(())
 }

@@ -87,17 +87,14 @@ pub fn parse_hex_signature(value: &str, prefix: &str) -> Result<[u8; TAG_LEN]> {
     Ok(out)
 }
 
-/// Checks `signature` against every secret; returns the index of the one that matched.
+/// Checks `signature` against the secrets in order; returns the index of the first match.
 ///
-/// Every secret is tried (no early exit), each comparison is constant time, and a failure says
-/// nothing about which secret was closest.
+/// Each comparison is constant time, and a failure says nothing about which secret was
+/// closest. Stopping at the first match only reveals (by timing) which secret the sender
+/// itself used, which it already knows; a forger learns nothing from it.
 pub fn verify(secrets: &[SecretKey], body: &[u8], signature: &[u8; TAG_LEN]) -> Result<usize> {
-    let mut matched = None;
-    for (i, secret) in secrets.iter().enumerate() {
-        let ok: bool = tag(&secret.mac, body).ct_eq(signature).into();
-        if ok && matched.is_none() {
-            matched = Some(i);
-        }
-    }
-    matched.ok_or(Error::BadSignature)
+    secrets
+        .iter()
+        .position(|secret| bool::from(tag(&secret.mac, body).ct_eq(signature)))
+        .ok_or(Error::BadSignature)
 }

@@ -1,5 +1,52 @@
-//! Prints the deployment Envoy configuration (committed as `envoy/envoy.yaml`).
+//! Prints an Envoy configuration. Without arguments: the deployment configuration committed as
+//! `envoy/envoy.yaml`. The benchmark script renders its variants with options:
+//!
+//! ```text
+//! render-envoy-config [--loopback] [--listener-port P] [--admin-port A] [--upstream IP:PORT]
+//!                     [--wasm PATH | --no-filter] [--no-buffer] [--plugin-config JSON]
+//! ```
 
-fn main() {
-    print!("{}", envoy_harness::EnvoyConfig::deployment().render());
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use envoy_harness::EnvoyConfig;
+
+fn main() -> ExitCode {
+    let mut cfg = EnvoyConfig::deployment();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_default();
+        let ok = match arg.as_str() {
+            "--loopback" => {
+                cfg.listener_address = "127.0.0.1".into();
+                true
+            }
+            "--listener-port" => value().parse().map(|p| cfg.listener_port = p).is_ok(),
+            "--admin-port" => value().parse().map(|p| cfg.admin_port = p).is_ok(),
+            "--upstream" => value().parse().map(|a| cfg.upstream = a).is_ok(),
+            "--wasm" => {
+                cfg.wasm_path = Some(PathBuf::from(value()));
+                true
+            }
+            "--no-filter" => {
+                cfg.wasm_path = None;
+                true
+            }
+            "--no-buffer" => {
+                cfg.buffer_after_filter = false;
+                true
+            }
+            "--plugin-config" => {
+                cfg.plugin_config = value();
+                true
+            }
+            _ => false,
+        };
+        if !ok {
+            eprintln!("render-envoy-config: bad argument {arg:?} (see the source for usage)");
+            return ExitCode::from(2);
+        }
+    }
+    print!("{}", cfg.render());
+    ExitCode::SUCCESS
 }
