@@ -77,11 +77,13 @@ pub async fn kube_client() -> Result<kube::Client> {
 pub async fn run(config: Config) -> Result<()> {
     let client = kube_client().await?;
     let addr = config.addr;
-    let state = AppState::new(config, client)?;
+    let mut state = AppState::new(config, client)?;
+    let controller = reconcile::controller(&state);
+    state.cache = Some(controller.store());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, namespace = %state.config.namespace, "bmh-sidecar listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reconciler = tokio::spawn(reconcile::run(state.clone(), async move {
+    let reconciler = tokio::spawn(reconcile::run(controller, state.clone(), async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stop| *stop).await;
     }));

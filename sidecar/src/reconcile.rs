@@ -24,11 +24,22 @@ use crate::state::AppState;
 /// Re-check delay after a lost resourceVersion race (the newer version also triggers a run).
 const AFTER_CONFLICT: Duration = Duration::from_millis(500);
 
-/// Runs the controller until `shutdown` completes.
-pub async fn run(state: AppState, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api = state.kube.bmh_api();
-    let resource = state.kube.resource();
-    Controller::new_with(api, watcher::Config::default(), resource)
+/// The controller: one watch over the BMHs of the namespace. Its store is the webhook's cache.
+pub fn controller(state: &AppState) -> Controller<DynamicObject> {
+    Controller::new_with(
+        state.kube.bmh_api(),
+        watcher::Config::default(),
+        state.kube.resource(),
+    )
+}
+
+/// Runs `controller` until `shutdown` completes.
+pub async fn run(
+    controller: Controller<DynamicObject>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(state))
         .for_each(|res| async move {

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use kube::api::DynamicObject;
+use kube::runtime::reflector::Store;
+
 use crate::config::Config;
 use crate::error::Result;
 use crate::k8s::Kube;
@@ -17,6 +20,10 @@ pub struct AppState {
     pub kube: Kube,
     pub notifier: Notifier,
     pub metrics: Arc<Metrics>,
+    /// The reconciler's watch cache of BMHs: the webhook's fast path for finding a host.
+    /// Decisions made on it are only written with a resourceVersion precondition, and any
+    /// answer that writes nothing is re-decided on a fresh read.
+    pub cache: Option<Store<DynamicObject>>,
 }
 
 impl AppState {
@@ -29,6 +36,7 @@ impl AppState {
             notifier,
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config),
+            cache: None,
         })
     }
 }

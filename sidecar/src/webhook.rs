@@ -2,8 +2,10 @@
 //! BMH with a conditional merge patch, and report a result per resource. The slow work (Secret,
 //! spec, waiting, notifying) is the reconciler's.
 
+use futures::FutureExt;
 use futures::future::join_all;
 use jiff::Timestamp;
+use kube::api::DynamicObject;
 use serde::Serialize;
 use webhook_core::event::{EventType, ReservationEvent, ReservedResource};
 
@@ -102,20 +104,33 @@ async fn handle_resource(
             format!("resource type {:?} is not a BareMetalHost", r.resource_type),
         ));
     }
-    let Some(mut obj) = find_bmh(state, r).await? else {
-        return Ok(result(
-            None,
-            Outcome::NotFound,
-            format!(
-                "no BareMetalHost in namespace {} labelled {}={} or named {:?}",
-                cfg.namespace,
-                cfg.resource_id_label,
-                r.resource_id,
-                dns1123(&r.resource_name)
-            ),
-        ));
+    let (mut obj, mut fresh) = match find_cached(state, r) {
+        Some(o) => (o, false),
+        None => match find_bmh(state, r).await? {
+            Some(o) => (o, true),
+            None => {
+                return Ok(result(
+                    None,
+                    Outcome::NotFound,
+                    format!(
+                        "no BareMetalHost in namespace {} labelled {}={} or named {:?}",
+                        cfg.namespace,
+                        cfg.resource_id_label,
+                        r.resource_id,
+                        dns1123(&r.resource_name)
+                    ),
+                ));
+            }
+        },
     };
     let req = holder_of(ev, r);
+    let gone = || {
+        result(
+            None,
+            Outcome::NotFound,
+            "the BareMetalHost was deleted".into(),
+        )
+    };
     for _ in 0..MAX_ATTEMPTS {
         let host = host_of(&state.keys, &obj);
         let key = Some(host.key());
@@ -125,7 +140,9 @@ async fn handle_resource(
             EventType::End => decide_end(&state.keys, &host, &req, Timestamp::now()),
         };
         match decision {
-            Decision::Answer(o, detail) => return Ok(result(key, o, detail)),
+            // An answer that writes nothing must rest on a fresh read, not on the cache.
+            Decision::Answer(o, detail) if fresh => return Ok(result(key, o, detail)),
+            Decision::Answer(..) => {}
             Decision::Patch(o, detail, patch) => {
                 match state.kube.patch_bmh(&host.name, &patch).await? {
                     Write::Done(_) => {
@@ -133,26 +150,17 @@ async fn handle_resource(
                         return Ok(result(key, o, detail));
                     }
                     Write::Conflict => {}
-                    Write::Gone => {
-                        return Ok(result(
-                            None,
-                            Outcome::NotFound,
-                            "the BareMetalHost was deleted".into(),
-                        ));
-                    }
-                }
-                // Someone else wrote first: read the host again and decide again.
-                match state.kube.get_bmh(&host.name).await? {
-                    Some(fresh) => obj = fresh,
-                    None => {
-                        return Ok(result(
-                            None,
-                            Outcome::NotFound,
-                            "the BareMetalHost was deleted".into(),
-                        ));
-                    }
+                    Write::Gone => return Ok(gone()),
                 }
             }
+        }
+        // The snapshot was stale or someone else wrote first: read again, decide again.
+        match state.kube.get_bmh(&host.name).await? {
+            Some(o) => {
+                obj = o;
+                fresh = true;
+            }
+            None => return Ok(gone()),
         }
     }
     Err(Error::Contended {
@@ -160,12 +168,31 @@ async fn handle_resource(
     })
 }
 
+/// The host of a resource from the watch cache, when the cache is filled and has it.
+fn find_cached(state: &AppState, r: &ReservedResource) -> Option<DynamicObject> {
+    let store = state.cache.as_ref()?;
+    store.wait_until_ready().now_or_never()?.ok()?;
+    let id = r.resource_id.to_string();
+    let label = &state.config.resource_id_label;
+    let labelled = store.state_filter(|o| {
+        o.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(label))
+            .is_some_and(|v| *v == id)
+    });
+    if let [one] = labelled.as_slice() {
+        return Some(one.as_ref().clone());
+    }
+    let name = dns1123(&r.resource_name);
+    store
+        .find(|o| o.metadata.name.as_deref() == Some(name.as_str()))
+        .map(|o| o.as_ref().clone())
+}
+
 /// Maps a resource to its BMH: the one labelled with its resourceId, else the one named after
 /// its resourceName.
-async fn find_bmh(
-    state: &AppState,
-    r: &ReservedResource,
-) -> Result<Option<kube::api::DynamicObject>> {
+async fn find_bmh(state: &AppState, r: &ReservedResource) -> Result<Option<DynamicObject>> {
     let cfg = &state.config;
     let mut labelled = state
         .kube

@@ -409,3 +409,26 @@ async fn unknown_hosts_and_bad_requests() {
     let status = b.sidecar.as_mut().unwrap().terminate().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn host_created_after_start_and_end_right_after_start() {
+    let mut b = Bench::new("fresh").await;
+    b.start_sidecar().await;
+    // The host appears after the sidecar started: found even if the watch has not seen it.
+    b.create_host("node-7", Some(1)).await;
+    b.annotate("node-7", "standin.test/stall", Some("true"))
+        .await;
+    let a = b.post(&serde_json::from_str(START).unwrap()).await;
+    assert_eq!(results(&a)[0]["result"], "provisioning", "{:?}", a.body);
+    // The END that follows at once is the holder's, whatever the watch has seen so far.
+    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    assert_eq!(results(&a)[0]["result"], "releasing", "{:?}", a.body);
+    b.annotate("node-7", "standin.test/stall", None).await;
+    let host = b.wait_annotation("node-7", "phase", "released").await;
+    assert!(host["spec"].get("image").is_none(), "{}", host["spec"]);
+    assert!(b.secret("node-7-userdata").await.is_none());
+    let n = b.notifications(1).await;
+    assert_eq!(n[0]["outcome"], "released");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(b.sink.received().len(), 1);
+}
