@@ -19,6 +19,8 @@
 //! - every string is bounded and free of control characters (descriptions may hold line breaks
 //!   and tabs).
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -249,9 +251,108 @@ impl ValidationError {
 /// Parses and validates a raw body with every rule of this module (no clock: see
 /// [`check_freshness`] for the replay window).
 pub fn validate(body: &[u8]) -> Result<ReservationEvent, ValidationError> {
-    let event = parse(body)?;
-    check(&event)?;
-    Ok(event)
+    let view: EventView<'_> = parse(body)?;
+    check(&view)?;
+    Ok(view.into_owned())
+}
+
+/// [`validate`] plus [`check_freshness`], without building the owned event: what the filter
+/// runs per request (strings are borrowed from the body, not allocated).
+pub fn check_body(
+    body: &[u8],
+    now_unix_seconds: i64,
+    window_seconds: u64,
+    skew_seconds: u64,
+) -> Result<(), ValidationError> {
+    let view: EventView<'_> = parse(body)?;
+    check(&view)?;
+    freshness(
+        &view.timestamp,
+        now_unix_seconds,
+        window_seconds,
+        skew_seconds,
+    )
+}
+
+/// Borrowing twin of [`ReservationEvent`] (same serde shape), so validation allocates little.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventView<'a> {
+    event_type: EventType,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    event_count: u32,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+    #[serde(borrow)]
+    email: Cow<'a, str>,
+    #[serde(borrow)]
+    ssh_public_key: Cow<'a, str>,
+    #[serde(borrow)]
+    events: Vec<ResourceView<'a>>,
+}
+
+/// Borrowing twin of [`ReservedResource`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceView<'a> {
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    event_title: Cow<'a, str>,
+    #[serde(default, borrow)]
+    event_description: Cow<'a, str>,
+    #[serde(borrow)]
+    event_start: Cow<'a, str>,
+    #[serde(borrow)]
+    event_end: Cow<'a, str>,
+    resource_id: i64,
+    #[serde(borrow)]
+    resource_name: Cow<'a, str>,
+    #[serde(borrow)]
+    resource_type: Cow<'a, str>,
+    #[serde(default, borrow)]
+    resource_specs: Cow<'a, str>,
+    #[serde(default, borrow)]
+    resource_location: Cow<'a, str>,
+    #[serde(default, borrow)]
+    site_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    site_name: Cow<'a, str>,
+}
+
+impl EventView<'_> {
+    fn into_owned(self) -> ReservationEvent {
+        ReservationEvent {
+            event_type: self.event_type,
+            timestamp: self.timestamp.into_owned(),
+            event_count: self.event_count,
+            user_id: self.user_id.into_owned(),
+            username: self.username.into_owned(),
+            email: self.email.into_owned(),
+            ssh_public_key: self.ssh_public_key.into_owned(),
+            events: self
+                .events
+                .into_iter()
+                .map(|r| ReservedResource {
+                    event_id: r.event_id.into_owned(),
+                    event_title: r.event_title.into_owned(),
+                    event_description: r.event_description.into_owned(),
+                    event_start: r.event_start.into_owned(),
+                    event_end: r.event_end.into_owned(),
+                    resource_id: r.resource_id,
+                    resource_name: r.resource_name.into_owned(),
+                    resource_type: r.resource_type.into_owned(),
+                    resource_specs: r.resource_specs.into_owned(),
+                    resource_location: r.resource_location.into_owned(),
+                    site_id: r.site_id.into_owned(),
+                    site_name: r.site_name.into_owned(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Checks that `timestamp` lies in `[now - window, now + skew]`. `window_seconds == 0` turns the
@@ -262,10 +363,24 @@ pub fn check_freshness(
     window_seconds: u64,
     skew_seconds: u64,
 ) -> Result<(), ValidationError> {
+    freshness(
+        &event.timestamp,
+        now_unix_seconds,
+        window_seconds,
+        skew_seconds,
+    )
+}
+
+fn freshness(
+    timestamp: &str,
+    now_unix_seconds: i64,
+    window_seconds: u64,
+    skew_seconds: u64,
+) -> Result<(), ValidationError> {
     if window_seconds == 0 {
         return Ok(());
     }
-    let sent = rfc3339(&event.timestamp)
+    let sent = rfc3339(timestamp)
         .map_err(|reason| ValidationError::at("$.timestamp", reason))?
         .unix_timestamp();
     let age = i128::from(now_unix_seconds) - i128::from(sent);
@@ -278,13 +393,13 @@ pub fn check_freshness(
     Ok(())
 }
 
-fn parse(body: &[u8]) -> Result<ReservationEvent, ValidationError> {
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ValidationError> {
     // Fast path without path tracking; only a refused body pays for a second, tracked pass.
     if let Ok(event) = serde_json::from_slice(body) {
         return Ok(event);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let event: ReservationEvent = match serde_path_to_error::deserialize(&mut de) {
+    let event: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(event) => event,
         Err(err) => {
             let path = json_path(err.path());
@@ -333,7 +448,7 @@ fn json_path(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-fn check(e: &ReservationEvent) -> Result<(), ValidationError> {
+fn check(e: &EventView<'_>) -> Result<(), ValidationError> {
     let top = |path: &'static str| move |reason| ValidationError::at(path, reason);
     rfc3339(&e.timestamp).map_err(top("$.timestamp"))?;
     if e.events.is_empty() {
@@ -390,10 +505,23 @@ fn optional_line(value: &str, max: usize) -> Result<(), Reason> {
     if value.len() > max && value.chars().count() > max {
         return Err(Reason::TooLong);
     }
-    if value.chars().any(char::is_control) {
+    if has_control(value, false) {
         return Err(Reason::ControlCharacter);
     }
     Ok(())
+}
+
+/// Whether `s` holds a Unicode control character (category Cc: U+0000..=U+001F,
+/// U+007F..=U+009F), optionally allowing `\n`, `\r` and `\t`. Scans bytes: C0 controls and DEL
+/// are single bytes, C1 controls are `0xC2 0x80..=0x9F` in UTF-8.
+fn has_control(s: &str, allow_line_breaks: bool) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| match c {
+        b'\n' | b'\r' | b'\t' => !allow_line_breaks,
+        0..=0x1f | 0x7f => true,
+        0xc2 => b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
+        _ => false,
+    })
 }
 
 /// Free text: bounded; line breaks and tabs allowed, other control characters not.
@@ -401,10 +529,7 @@ fn text(value: &str, max: usize) -> Result<(), Reason> {
     if value.len() > max && value.chars().count() > max {
         return Err(Reason::TooLong);
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
+    if has_control(value, true) {
         return Err(Reason::ControlCharacter);
     }
     Ok(())
@@ -463,7 +588,7 @@ pub fn check_ssh_key(key: &str) -> Result<(), ValidationError> {
     if key.len() > MAX_SSH_KEY_LEN {
         return Err(err(Reason::TooLong));
     }
-    if key.chars().any(char::is_control) {
+    if has_control(key, false) {
         return Err(err(Reason::ControlCharacter));
     }
     let mut parts = key.splitn(3, ' ');

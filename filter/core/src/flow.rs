@@ -247,9 +247,8 @@ impl Pending {
         };
         match hook.schema {
             Schema::ReservationEvent => {
-                let ev = event::validate(body).map_err(Error::from)?;
-                event::check_freshness(
-                    &ev,
+                event::check_body(
+                    body,
                     unix_seconds(now),
                     hook.replay_window_seconds,
                     hook.max_clock_skew_seconds,

@@ -372,3 +372,43 @@ fn serde_shape_round_trips() {
     assert_eq!(back["sshPublicKey"], start_json()["sshPublicKey"]);
     assert_eq!(back["events"][0]["resourceId"], 1);
 }
+
+#[test]
+fn unicode_control_characters_are_refused_everywhere_single_line() {
+    for c in [
+        '\u{0}', '\u{1b}', '\u{7f}', '\u{85}', '\u{9f}', '\n', '\r', '\t',
+    ] {
+        let body = edited(|v| v["events"][0]["siteName"] = json!(format!("a{c}b")));
+        assert_refused(&body, "$.events[0].siteName", Reason::ControlCharacter);
+    }
+    // Non-control non-ASCII text is fine (U+00A0 and U+00E8 share the 0xC2/0xC3 lead bytes).
+    let body = edited(|v| v["events"][0]["siteName"] = json!("Politecnico\u{a0}di Torino è"));
+    assert!(event::validate(&body).is_ok());
+    let body = edited(|v| v["events"][0]["eventDescription"] = json!("x\u{85}y"));
+    assert_refused(
+        &body,
+        "$.events[0].eventDescription",
+        Reason::ControlCharacter,
+    );
+}
+
+#[test]
+fn check_body_applies_the_same_rules_and_the_replay_window() {
+    assert!(event::check_body(START, FIXTURE_TS, 3600, 300).is_ok());
+    let bad = edited(|v| v["username"] = json!("root"));
+    assert_eq!(
+        event::check_body(&bad, FIXTURE_TS, 3600, 300).unwrap_err(),
+        refused(&bad)
+    );
+    assert_eq!(
+        event::check_body(b"{", FIXTURE_TS, 0, 0)
+            .unwrap_err()
+            .reason,
+        Reason::MalformedJson
+    );
+    let stale = event::check_body(START, FIXTURE_TS + 3601, 3600, 300).unwrap_err();
+    assert_eq!(
+        (stale.path.as_str(), stale.reason),
+        ("$.timestamp", Reason::Stale)
+    );
+}

@@ -170,19 +170,27 @@ impl Filter {
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        // One hostcall for all headers instead of one per lookup.
+        let headers = self.get_http_request_headers();
         for name in OWNED_HEADERS {
-            self.set_http_request_header(name, None);
+            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                self.set_http_request_header(name, None);
+            }
         }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
         let Some(shared) = self.shared.clone() else {
             // No configuration means Envoy did not start this plugin; fail closed regardless.
             self.send_http_response(503, vec![("content-type", "application/json")], None);
             return Action::Pause;
         };
-        let method = self.get_http_request_header(":method").unwrap_or_default();
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let decision = flow::on_request_headers(&shared.config, &method, &path, |name| {
-            self.get_http_request_header(name)
-        });
+        let method = header(":method").unwrap_or_default();
+        let path = header(":path").unwrap_or_default();
+        let decision = flow::on_request_headers(&shared.config, &method, &path, header);
         match decision {
             HeadersDecision::Pass => {
                 shared.count(Outcome::Passed);
