@@ -157,6 +157,43 @@ async fn main() {
         assert_eq!(st, Some(202));
     }
     lat.sort();
+    // The same, spaced so the controller's own writes for the previous event are done
+    // (deliveries of a reservation system arrive seconds apart, not back to back).
+    let mut spaced = Vec::with_capacity(EVENTS);
+    for k in 100..100 + EVENTS / 2 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let body = serde_json::to_vec(&event(&template, k)).unwrap();
+        let t = Instant::now();
+        let st = call("POST", "/webhook", body).await;
+        spaced.push(t.elapsed());
+        assert_eq!(st, Some(202));
+    }
+    spaced.sort();
+
+    // Baseline: the API server's own cost for the same writes (3 parallel conditional-free
+    // merge patches of one annotation, as admin, on hosts nobody else touches).
+    let api = kube_harness::bmh_api(&admin, &ns);
+    let mut base = Vec::with_capacity(EVENTS);
+    for k in 0..EVENTS {
+        let t = Instant::now();
+        futures::future::join_all((0..3).map(|j| {
+            let api = api.clone();
+            async move {
+                let name = format!("bench-host-{}", 500 + 3 * (k % 100) + j);
+                let patch = json!({"metadata": {"annotations": {"bench/probe": k.to_string()}}});
+                api.patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .unwrap();
+            }
+        }))
+        .await;
+        base.push(t.elapsed());
+    }
+    base.sort();
 
     // Let the controller write every spec (nobody advances status: all stay in flight).
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -199,13 +236,25 @@ async fn main() {
         ms(pct(&lat, 0.99))
     );
     println!(
+        "| POST /webhook → 202, 3 Server resources, {} events 300 ms apart | p50 {} / p99 {} | ≤ 30 ms |",
+        EVENTS / 2,
+        ms(pct(&spaced, 0.5)),
+        ms(pct(&spaced, 0.99))
+    );
+    println!(
+        "| baseline: 3 parallel merge patches straight to the API server | p50 {} / p99 {} | |",
+        ms(pct(&base, 0.5)),
+        ms(pct(&base, 0.99))
+    );
+    println!(
         "| status `provisioned` → notification received ({NOTIFY_SAMPLES} hosts) | p50 {} / p99 {} | ≤ 100 ms |",
         ms(pct(&notify, 0.5)),
         ms(pct(&notify, 0.99))
     );
     println!(
-        "| RSS, {HOSTS} BMHs watched, {EVENTS} reservations ({} hosts) in flight | {:.1} MiB | ≤ 50 MB |",
-        EVENTS * 3,
+        "| RSS, {HOSTS} BMHs watched, {} reservations ({} hosts) in flight | {:.1} MiB | ≤ 50 MB |",
+        EVENTS + EVENTS / 2,
+        (EVENTS + EVENTS / 2) * 3,
         busy as f64 / 1024.0
     );
     println!(

@@ -119,6 +119,11 @@ pub struct Args {
     )]
     pub annotation_prefix: String,
 
+    /// This replica's name in notification claims (set it to the pod name). Empty: `HOSTNAME`,
+    /// else `pid-<process id>`.
+    #[arg(long, env = "REPLICA_ID", default_value = "")]
+    pub replica_id: String,
+
     /// Seconds between re-checks of hosts with unfinished work (besides watch events).
     #[arg(long, env = "RESYNC_SECONDS", default_value_t = 30)]
     pub resync_seconds: u64,
@@ -143,6 +148,7 @@ pub struct Config {
     pub resource_types: Vec<String>,
     pub annotation_prefix: String,
     pub resync: Duration,
+    pub replica_id: String,
 }
 
 /// What EVENT_START writes into `spec.image`.
@@ -220,6 +226,9 @@ impl TryFrom<Args> for Config {
             resource_types,
             annotation_prefix: a.annotation_prefix.trim().to_owned(),
             resync: Duration::from_secs(a.resync_seconds.max(1)),
+            replica_id: non_empty(&a.replica_id)
+                .or_else(|| std::env::var("HOSTNAME").ok().and_then(|h| non_empty(&h)))
+                .unwrap_or_else(|| format!("pid-{}", std::process::id())),
         })
     }
 }

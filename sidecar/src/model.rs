@@ -36,6 +36,9 @@ pub struct Keys {
     pub notified: String,
     /// `<prefix>/pending-start`: JSON of a start that waits for the host to be released.
     pub pending: String,
+    /// `<prefix>/notify-claim`: `<replica> <expiry>`: the replica sending the notification, so
+    /// that two replicas never both send it.
+    pub notify_claim: String,
 }
 
 impl Keys {
@@ -54,6 +57,7 @@ impl Keys {
             detail: k("detail"),
             notified: k("notified"),
             pending: k("pending-start"),
+            notify_claim: k("notify-claim"),
         }
     }
 }
@@ -129,6 +133,29 @@ impl Holder {
     }
 }
 
+/// A replica's claim on sending a notification, valid until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub replica: String,
+    pub until: Timestamp,
+}
+
+impl Claim {
+    /// Parses `<replica> <RFC 3339 expiry>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (replica, until) = s.trim().rsplit_once(' ')?;
+        Some(Claim {
+            replica: replica.to_owned(),
+            until: until.parse().ok()?,
+        })
+    }
+
+    /// The annotation value.
+    pub fn render(&self) -> String {
+        format!("{} {}", self.replica, self.until)
+    }
+}
+
 /// The facts about one BMH that decisions depend on.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Host {
@@ -142,6 +169,8 @@ pub struct Host {
     pub detail: String,
     pub notified: Option<Phase>,
     pub pending: Option<Holder>,
+    /// Who is sending the notification of the current phase, and until when.
+    pub notify_claim: Option<Claim>,
     pub spec_image_url: Option<String>,
     pub spec_user_data: Option<String>,
     pub spec_online: bool,
@@ -200,6 +229,7 @@ impl Host {
             detail: a(&keys.detail).to_owned(),
             notified: Phase::parse(a(&keys.notified)),
             pending: serde_json::from_str(a(&keys.pending)).ok(),
+            notify_claim: Claim::parse(a(&keys.notify_claim)),
             spec_image_url: str_at(data, &["spec", "image", "url"]).map(str::to_owned),
             spec_user_data: str_at(data, &["spec", "userData", "name"]).map(str::to_owned),
             spec_online: data
@@ -312,6 +342,12 @@ impl<'k> AnnotationPatch<'k> {
         let k = self.keys;
         let v = pending.and_then(|p| serde_json::to_string(p).ok());
         self.put(&k.pending, v)
+    }
+
+    /// Records (or clears) the notification claim.
+    pub fn claim(self, claim: Option<&Claim>) -> Self {
+        let k = self.keys;
+        self.put(&k.notify_claim, claim.map(Claim::render))
     }
 
     /// The JSON merge patch.

@@ -99,9 +99,9 @@ impl Notifier {
             backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
                 .with_max_delay(Duration::from_secs(10))
-                .with_max_times(8)
+                .with_max_times(6)
                 .with_jitter(),
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
         })
     }
 

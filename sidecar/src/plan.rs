@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::model::{AnnotationPatch, Holder, Host, Keys, Phase};
+use crate::model::{AnnotationPatch, Claim, Holder, Host, Keys, Phase};
 
 /// Per-resource outcome reported in the 202 body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -357,6 +357,44 @@ pub fn next_step(
     }
 }
 
+/// Whether this replica may send a host's notification now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimCheck {
+    /// Free, expired or already ours: write this claim (with precondition), then send.
+    Take(Value),
+    /// Another replica holds a live claim: look again after this long.
+    Wait(Duration),
+}
+
+/// Decides the notification claim of `host` for replica `me`.
+pub fn claim_notification(
+    keys: &Keys,
+    host: &Host,
+    me: &str,
+    ttl: Duration,
+    now: Timestamp,
+) -> ClaimCheck {
+    if let Some(c) = &host.notify_claim
+        && c.replica != me
+        && c.until > now
+    {
+        let left: Duration = now.duration_until(c.until).try_into().unwrap_or(ttl);
+        return ClaimCheck::Wait(left.max(Duration::from_millis(200)));
+    }
+    let until = now
+        .checked_add(jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::ZERO))
+        .unwrap_or(now);
+    let claim = Claim {
+        replica: me.to_owned(),
+        until,
+    };
+    ClaimCheck::Take(
+        AnnotationPatch::on(keys, &host.resource_version)
+            .claim(Some(&claim))
+            .build(),
+    )
+}
+
 /// The DNS-1123 form of a resource name: "Lab Server A1" → "lab-server-a1".
 pub fn dns1123(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -683,6 +721,36 @@ mod tests {
         };
         assert_eq!(p["spec"]["image"]["url"], "http://img/wipe.iso");
         assert_eq!(p["spec"]["userData"], Value::Null);
+    }
+
+    #[test]
+    fn one_replica_at_a_time_sends_a_notification() {
+        let k = keys();
+        let ttl = Duration::from_secs(60);
+        let mut h = host().held(&holder("1", "u"), Phase::Provisioned);
+        let ClaimCheck::Take(p) = claim_notification(&k, &h, "a", ttl, now()) else {
+            panic!()
+        };
+        assert_eq!(p["metadata"]["resourceVersion"], "10");
+        let v = p["metadata"]["annotations"]["reservations.polito.it/notify-claim"]
+            .as_str()
+            .unwrap();
+        assert_eq!(v, "a 1970-01-01T00:01:10Z");
+        h.notify_claim = Claim::parse(v);
+        // Another replica waits for the claim to expire; the holder renews it.
+        assert_eq!(
+            claim_notification(&k, &h, "b", ttl, now()),
+            ClaimCheck::Wait(Duration::from_secs(60))
+        );
+        assert!(matches!(
+            claim_notification(&k, &h, "a", ttl, now()),
+            ClaimCheck::Take(_)
+        ));
+        let expired = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(70);
+        assert!(matches!(
+            claim_notification(&k, &h, "b", ttl, expired),
+            ClaimCheck::Take(_)
+        ));
     }
 
     #[test]

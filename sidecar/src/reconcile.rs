@@ -18,8 +18,12 @@ use crate::k8s::{Write, host_of};
 use crate::metrics::inc;
 use crate::model::{AnnotationPatch, Host, Phase};
 use crate::notify::Notification;
-use crate::plan::{Step, next_step};
+use crate::plan::{ClaimCheck, Step, claim_notification, next_step};
 use crate::state::AppState;
+
+/// How long a replica's claim on sending a notification lasts; longer than one bounded round
+/// of delivery attempts, so a live sender always renews it in time.
+const CLAIM_TTL: Duration = Duration::from_secs(60);
 
 /// Re-check delay after a lost resourceVersion race (the newer version also triggers a run).
 const AFTER_CONFLICT: Duration = Duration::from_millis(500);
@@ -147,6 +151,20 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
     let Some(n) = Notification::for_host(host, phase) else {
         return Ok(Action::await_change());
     };
+    // Only one replica sends: claim the notification first (resourceVersion precondition).
+    match claim_notification(
+        &state.keys,
+        host,
+        &state.replica,
+        CLAIM_TTL,
+        Timestamp::now(),
+    ) {
+        ClaimCheck::Wait(d) => return Ok(Action::requeue(d)),
+        ClaimCheck::Take(patch) => match state.kube.patch_bmh(&host.name, &patch).await? {
+            Write::Done(_) => {}
+            w @ (Write::Conflict | Write::Gone) => return Ok(after(w, state.config.resync)),
+        },
+    }
     match state.notifier.deliver(&n).await {
         Ok(()) => {
             inc(
@@ -158,6 +176,7 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
             // notification has been delivered.
             let patch = AnnotationPatch::unconditional(&state.keys)
                 .notified(Some(phase))
+                .claim(None)
                 .build();
             let w = state.kube.patch_bmh(&host.name, &patch).await?;
             Ok(after(w, state.config.resync))

@@ -432,3 +432,36 @@ async fn host_created_after_start_and_end_right_after_start() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(b.sink.received().len(), 1);
 }
+
+#[tokio::test]
+async fn two_replicas_never_both_act() {
+    let mut b = Bench::new("replicas").await;
+    b.create_host("node-8", Some(1)).await;
+    b.start_sidecar().await;
+    let second = b.start_replica().await;
+    let first = b.sidecar.as_ref().unwrap().addr;
+    let start: Value = serde_json::from_str(START).unwrap();
+    let answers = join_all((0..40).map(|i| {
+        let to = if i % 2 == 0 { first } else { second };
+        b.post_to(to, &start)
+    }))
+    .await;
+    for a in &answers {
+        assert_eq!(a.status, 202, "{:?}", a.body);
+        let r = results(a)[0]["result"].as_str().unwrap();
+        assert!(r == "provisioning" || r == "already_done", "{r}");
+    }
+    let n = b.notifications(1).await;
+    assert_eq!(n[0]["outcome"], "provisioned");
+    b.wait_annotation("node-8", "notified", "provisioned").await;
+    let a = b.post_to(second, &serde_json::from_str(END).unwrap()).await;
+    assert_eq!(results(&a)[0]["result"], "releasing");
+    let n = b.notifications(2).await;
+    assert_eq!(n[1]["outcome"], "released");
+    let host = b.wait_annotation("node-8", "notified", "released").await;
+    assert!(our_annotations(&host).get("notify-claim").is_none());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.sink.received().len(), 2);
+    assert_eq!(b.host("node-8").await["metadata"]["generation"], 3);
+    assert!(b.secret("node-8-userdata").await.is_none());
+}

@@ -97,6 +97,7 @@ pub struct Bench {
     pub sink: NotificationSink,
     pub operator: Option<StandInOperator>,
     pub sidecar: Option<Sidecar>,
+    pub replicas: Vec<Sidecar>,
     pub extra_env: Vec<(String, String)>,
     http: HttpClient<HttpConnector, Full<Bytes>>,
     logs: tempfile::TempDir,
@@ -128,6 +129,7 @@ impl Bench {
             sink,
             operator,
             sidecar: None,
+            replicas: Vec::new(),
             extra_env: Vec::new(),
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
             logs: tempfile::tempdir().unwrap(),
@@ -142,6 +144,19 @@ impl Bench {
 
     /// Starts the real binary as the ServiceAccount and waits until it answers /healthz.
     pub async fn start_sidecar(&mut self) {
+        let sc = self.spawn_sidecar().await;
+        self.sidecar = Some(sc);
+    }
+
+    /// Starts one more replica (same namespace and settings) and returns its address.
+    pub async fn start_replica(&mut self) -> SocketAddr {
+        let sc = self.spawn_sidecar().await;
+        let addr = sc.addr;
+        self.replicas.push(sc);
+        addr
+    }
+
+    async fn spawn_sidecar(&mut self) -> Sidecar {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         self.runs += 1;
@@ -161,6 +176,7 @@ impl Bench {
             .env("WEBHOOK_SECRET", "inbound-secret")
             .env("NOTIFY_SECRET", NOTIFY_SECRET)
             .env("LOG_LEVEL", "DEBUG")
+            .env("REPLICA_ID", format!("replica-{}", self.runs))
             .env("RESYNC_SECONDS", "1");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -172,12 +188,11 @@ impl Bench {
             .spawn()
             .unwrap();
         let sc = Sidecar { child, addr, log };
-        self.sidecar = Some(sc);
         for _ in 0..200 {
-            if let Ok(a) = self.get("/healthz").await
+            if let Ok(a) = self.request_to(addr, "GET", "/healthz", b"").await
                 && a.status == 200
             {
-                return;
+                return sc;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -189,9 +204,19 @@ impl Bench {
     }
 
     pub async fn request(&self, method: &str, path: &str, body: &[u8]) -> Result<Answer, String> {
+        self.request_to(self.addr(), method, path, body).await
+    }
+
+    pub async fn request_to(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Answer, String> {
         let req = http::Request::builder()
             .method(method)
-            .uri(format!("http://{}{path}", self.addr()))
+            .uri(format!("http://{addr}{path}"))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| e.to_string())?;
@@ -222,6 +247,12 @@ impl Bench {
 
     pub async fn post(&self, body: &Value) -> Answer {
         self.request("POST", "/webhook", &serde_json::to_vec(body).unwrap())
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_to(&self, addr: SocketAddr, body: &Value) -> Answer {
+        self.request_to(addr, "POST", "/webhook", &serde_json::to_vec(body).unwrap())
             .await
             .unwrap()
     }
