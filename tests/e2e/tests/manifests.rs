@@ -33,27 +33,41 @@ fn kustomize_build(dir: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn install_wasmplugin_crd(server: &ApiServer) {
-    server
-        .apply_file("k8s/test/wasmplugin-crd.yaml", "default", false)
-        .await
-        .expect("install the WasmPlugin test CRD");
+/// Installs the minimal Istio CRDs of k8s/test/ and waits (bounded) until they are served.
+async fn install_istio_test_crds(server: &ApiServer) {
     let client = server.client().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let served = discovery::group(&client, "extensions.istio.io")
+    for (file, group, kind) in [
+        (
+            "k8s/test/wasmplugin-crd.yaml",
+            "extensions.istio.io",
+            "WasmPlugin",
+        ),
+        (
+            "k8s/test/envoyfilter-crd.yaml",
+            "networking.istio.io",
+            "EnvoyFilter",
+        ),
+    ] {
+        server
+            .apply_file(file, "default", false)
             .await
-            .ok()
-            .is_some_and(|g: ApiGroup| {
-                g.recommended_resources()
-                    .iter()
-                    .any(|(ar, _)| ar.kind == "WasmPlugin")
-            });
-        if served {
-            return;
+            .unwrap_or_else(|e| panic!("install {file}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let served = discovery::group(&client, group)
+                .await
+                .ok()
+                .is_some_and(|g: ApiGroup| {
+                    g.recommended_resources()
+                        .iter()
+                        .any(|(ar, _)| ar.kind == kind)
+                });
+            if served {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{kind} CRD never served");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(Instant::now() < deadline, "WasmPlugin CRD never served");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -161,7 +175,7 @@ async fn envoy_overlay_passes_a_server_side_dry_run() {
 #[tokio::test]
 async fn istio_overlay_passes_a_server_side_dry_run() {
     let server = ApiServer::shared().await.unwrap();
-    install_wasmplugin_crd(server).await;
+    install_istio_test_crds(server).await;
     let ns = server.create_namespace("manifests-istio").await.unwrap();
     let yaml = kustomize_build("k8s/overlays/istio");
     let docs = parse_documents(&yaml).unwrap();
@@ -170,6 +184,7 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
         [
             "ConfigMap",
             "Deployment",
+            "EnvoyFilter",
             "Role",
             "RoleBinding",
             "Secret",
@@ -195,6 +210,19 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
             .starts_with("oci://")
     );
     assert_eq!(plugin["spec"]["sha256"].as_str().unwrap().len(), 64);
+    // The zero-bytes arrangement: the buffer filter before the router on the inbound port.
+    let buffer = docs.iter().find(|d| d["kind"] == "EnvoyFilter").unwrap();
+    let patch = &buffer["spec"]["configPatches"][0];
+    assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
+    assert_eq!(
+        patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+        "envoy.filters.http.router"
+    );
+    assert_eq!(patch["patch"]["value"]["name"], "envoy.filters.http.buffer");
+    assert_eq!(
+        patch["patch"]["value"]["typed_config"]["max_request_bytes"].as_u64(),
+        Some(envoy_harness::config::BUFFER_MAX_REQUEST_BYTES)
+    );
 }
 
 #[tokio::test]
@@ -203,6 +231,7 @@ async fn bmh_crd_and_test_crds_are_valid() {
     for file in [
         "k8s/crd/baremetalhosts.metal3.io.yaml",
         "k8s/test/wasmplugin-crd.yaml",
+        "k8s/test/envoyfilter-crd.yaml",
     ] {
         server
             .apply_file(file, "default", true)
