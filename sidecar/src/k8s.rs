@@ -249,3 +249,145 @@ pub fn holder_of(
         resource_name: r.resource_name.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The exact requests of this module, against a scripted API server (tower-test).
+
+    use super::*;
+    use crate::model::fixtures;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use tower_test::mock;
+
+    type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+    fn kube() -> (Kube, Handle) {
+        let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(svc, "ns");
+        let mut cfg = Config::defaults().unwrap();
+        cfg.namespace = "ns".into();
+        (Kube::new(client, &cfg), handle)
+    }
+
+    fn reply(status: u16, body: serde_json::Value) -> Response<Body> {
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    }
+
+    fn status(code: u16, reason: &str) -> serde_json::Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+               "reason": reason, "message": reason})
+    }
+
+    async fn next(
+        handle: &mut Handle,
+    ) -> (
+        Request<serde_json::Value>,
+        mock::SendResponse<Response<Body>>,
+    ) {
+        let (req, send) =
+            tokio::time::timeout(std::time::Duration::from_secs(1), handle.next_request())
+                .await
+                .expect("no request within 1s")
+                .expect("service dropped");
+        let (parts, body) = req.into_parts();
+        let bytes = body.collect_bytes().await.unwrap();
+        let v = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (Request::from_parts(parts, v), send)
+    }
+
+    #[tokio::test]
+    async fn patch_is_a_merge_patch_with_our_field_manager_and_409_is_a_conflict() {
+        let (k, mut h) = kube();
+        let patch = json!({"metadata": {"resourceVersion": "7", "annotations": {"a/b": "c"}}});
+        let call = tokio::spawn({
+            let k = k.clone();
+            let patch = patch.clone();
+            async move { k.patch_bmh("host-1", &patch).await }
+        });
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(
+            req.uri().to_string(),
+            "/apis/metal3.io/v1alpha1/namespaces/ns/baremetalhosts/host-1?&fieldManager=bmh-sidecar"
+        );
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/merge-patch+json"
+        );
+        assert_eq!(req.body(), &patch);
+        send.send_response(reply(409, status(409, "Conflict")));
+        assert!(matches!(call.await.unwrap(), Ok(Write::Conflict)));
+    }
+
+    #[tokio::test]
+    async fn an_existing_secret_with_other_content_is_patched_conditionally() {
+        let (k, mut h) = kube();
+        let host = fixtures::host();
+        let call = tokio::spawn({
+            let k = k.clone();
+            let host = host.clone();
+            async move { k.ensure_secret(&host, "#cloud-config\n").await }
+        });
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "POST");
+        assert_eq!(req.uri().path(), "/api/v1/namespaces/ns/secrets");
+        assert_eq!(req.body()["metadata"]["name"], "lab-server-a1-userdata");
+        assert_eq!(req.body()["data"]["userData"], "I2Nsb3VkLWNvbmZpZwo=");
+        assert_eq!(
+            req.body()["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+                    "name": "lab-server-a1", "uid": "uid-1"}])
+        );
+        send.send_response(reply(409, status(409, "AlreadyExists")));
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "GET");
+        assert_eq!(
+            req.uri().path(),
+            "/api/v1/namespaces/ns/secrets/lab-server-a1-userdata"
+        );
+        send.send_response(reply(200, json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns", "resourceVersion": "42"},
+            "data": {"userData": "b2xk"}
+        })));
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/merge-patch+json"
+        );
+        assert_eq!(req.body()["metadata"]["resourceVersion"], "42");
+        assert_eq!(req.body()["data"]["userData"], "I2Nsb3VkLWNvbmZpZwo=");
+        send.send_response(reply(
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
+        ));
+        call.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn deleting_a_missing_secret_is_fine() {
+        let (k, mut h) = kube();
+        let call = tokio::spawn({
+            let k = k.clone();
+            async move { k.delete_secret(&fixtures::host()).await }
+        });
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "DELETE");
+        assert_eq!(
+            req.uri().path(),
+            "/api/v1/namespaces/ns/secrets/lab-server-a1-userdata"
+        );
+        send.send_response(reply(404, status(404, "NotFound")));
+        call.await.unwrap().unwrap();
+    }
+}
