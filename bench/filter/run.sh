@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Filter benchmark, one run on loopback (numbers go to BENCHMARKS.md, "## Filter"):
 #   1. Envoy without the filter vs Envoy + filter (+ buffer filter, the shipped arrangement),
-#      and + filter without the buffer filter (to price the zero-bytes arrangement),
+#      + filter without the buffer filter (to price the zero-bytes arrangement), and
+#      + filter + buffer with the webhook on another path ("passthru": the filter only strips
+#      headers and passes, which prices proxy-wasm itself apart from our checks),
 #      all in front of the same upstream: a second Envoy answering 200 by direct_response.
 #      wrk, 1 thread, 2 connections, DURATION seconds per run, ROUNDS rounds interleaved;
 #      body: the ~2 KB signed EVENT_START fixture with a fresh timestamp.
@@ -90,10 +92,15 @@ up_rx() { curl -s "http://127.0.0.1:$up_admin/stats?filter=^http.upstream.downst
 start_envoy "$work/upstream.yaml" "$up_admin"
 
 declare -A port
-for variant in nofilter filter nobuffer; do
+variants="nofilter passthru filter nobuffer"
+for variant in $variants; do
   p=$(free_port); a=$(free_port); port[$variant]=$p
   args=(--loopback --listener-port "$p" --admin-port "$a" --upstream "127.0.0.1:$up_port" --wasm "$wasm")
-  case $variant in nofilter) args+=(--no-filter);; nobuffer) args+=(--no-buffer);; esac
+  case $variant in
+    nofilter) args+=(--no-filter);;
+    nobuffer) args+=(--no-buffer);;
+    passthru) args+=(--plugin-config '{"webhooks":[{"name":"other","path":"/elsewhere","secrets":[{"env":"WEBHOOK_SECRET"}]}]}');;
+  esac
   "$render" "${args[@]}" > "$work/$variant.yaml"
   start_envoy "$work/$variant.yaml" "$a"
 done
@@ -110,7 +117,7 @@ declare -A rps p50 p99
 echo "| round | variant | req/s | p50 | p99 | non-2xx |"
 echo "|---|---|---|---|---|---|"
 for round in $(seq 1 "$ROUNDS"); do
-  for variant in nofilter filter nobuffer; do
+  for variant in $variants; do
     out=$(run_wrk "$variant" "$work/good.lua")
     r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     l50=$(awk '$1=="50%" {print $2}' <<<"$out"); l99=$(awk '$1=="99%" {print $2}' <<<"$out")
@@ -121,9 +128,10 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 mean() { tr ' ' '\n' <<<"$1" | awk 'NF {s+=$1; n++} END {printf "%.0f", s/n}'; }
 base=$(mean "${rps[nofilter]}"); withf=$(mean "${rps[filter]}"); nob=$(mean "${rps[nobuffer]}")
+pass=$(mean "${rps[passthru]}")
 echo
-echo "mean req/s: no filter $base, filter+buffer $withf, filter without buffer $nob"
-awk -v a="$withf" -v b="$base" -v c="$nob" 'BEGIN {printf "ratio filter+buffer / no filter: %.3f\nratio filter without buffer / no filter: %.3f\n", a/b, c/b}'
+echo "mean req/s: no filter $base, filter+buffer $withf, filter without buffer $nob, passthru $pass"
+awk -v a="$withf" -v b="$base" -v c="$nob" -v d="$pass" 'BEGIN {printf "ratio filter+buffer / no filter: %.3f\nratio filter without buffer / no filter: %.3f\nratio passthru (proxy-wasm + buffer, no checks) / no filter: %.3f\n", a/b, c/b, d/b}'
 
 before=$(up_rx)
 bad=$(run_wrk filter "$work/bad.lua")

@@ -148,11 +148,10 @@ impl Filter {
         };
         match pending.finish(&shared.config, &body, self.get_current_time()) {
             Ok(accepted) => {
-                // Headers are read-only after the headers callback (Envoy answers NotFound and
-                // the SDK would panic), so the matched secret travels as filter state, which the
-                // route turns into x-webhook-secret-id.
-                // (The SDK's hostcall wrappers panic on a non-Ok status; Envoy accepts filter
-                // state in the body callback, which the Envoy tests exercise.)
+                // Headers are read-only after the headers callback (Envoy answers NotFound, and
+                // the SDK's wrappers panic on any non-Ok status), so the matched secret travels
+                // as filter state, which the route turns into x-webhook-secret-id. Envoy accepts
+                // filter state here; the rotation test in tests/envoy-harness exercises it.
                 if let Some(id) = &accepted.secret_id
                     && hostcalls::set_property(vec![SECRET_ID_PROPERTY], Some(id.as_bytes()))
                         .is_err()
