@@ -37,16 +37,29 @@ impl Bench {
     pub fn start_with(plugin_config: &str, env: &[(&str, &str)], buffer: bool) -> Bench {
         let upstream = RecordingUpstream::start().unwrap();
         let wasm = filter_wasm().unwrap_or_else(|e| panic!("{e}"));
-        let mut cfg = EnvoyConfig::for_test(
-            free_port().unwrap(),
-            free_port().unwrap(),
-            upstream.addr(),
-            Some(wasm),
-            plugin_config,
-        );
-        cfg.buffer_after_filter = buffer;
-        let envoy = Envoy::start(&cfg, env).unwrap_or_else(|e| panic!("{e}"));
-        Bench { envoy, upstream }
+        // A port found free can be taken by someone else before Envoy binds it: retry with new
+        // ports (at most 3 attempts) on that error only.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut cfg = EnvoyConfig::for_test(
+                free_port().unwrap(),
+                free_port().unwrap(),
+                upstream.addr(),
+                Some(wasm.clone()),
+                plugin_config,
+            );
+            cfg.buffer_after_filter = buffer;
+            match Envoy::start(&cfg, env) {
+                Ok(envoy) => return Bench { envoy, upstream },
+                Err(e) => {
+                    last = e.to_string();
+                    if !last.contains("Address already in use") {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("{last}")
     }
 
     /// Default config, both secrets set.
