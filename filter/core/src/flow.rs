@@ -114,14 +114,16 @@ fn unix_seconds(now: SystemTime) -> i64 {
 
 /// `true` for `application/json` and `application/<x>+json`, parameters allowed.
 pub fn is_json_content_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let suffix_json = subtype.len() > 5
+        && subtype
+            .get(subtype.len() - 5..)
+            .is_some_and(|s| s.eq_ignore_ascii_case("+json"));
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json") || suffix_json)
 }
 
 /// Decides on the request headers. `header` looks up a request header by lowercase name.
