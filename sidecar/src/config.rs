@@ -56,6 +56,18 @@ pub struct Args {
     #[arg(long, env = "DEPROVISION_IMAGE", default_value = "")]
     pub deprovision_image: String,
 
+    /// `spec.image.checksum` of DEPROVISION_IMAGE. Empty: omitted.
+    #[arg(long, env = "DEPROVISION_IMAGE_CHECKSUM", default_value = "")]
+    pub deprovision_image_checksum: String,
+
+    /// `spec.image.checksumType` of DEPROVISION_IMAGE. Empty: omitted.
+    #[arg(long, env = "DEPROVISION_IMAGE_CHECKSUM_TYPE", default_value = "")]
+    pub deprovision_image_checksum_type: String,
+
+    /// `spec.image.format` of DEPROVISION_IMAGE. Empty: omitted.
+    #[arg(long, env = "DEPROVISION_IMAGE_FORMAT", default_value = "")]
+    pub deprovision_image_format: String,
+
     /// Shared secret of inbound webhooks (verified by the filter); signs notifications unless
     /// NOTIFY_SECRET is set.
     #[arg(
@@ -137,7 +149,7 @@ pub struct Config {
     pub bmh_version: String,
     pub bmh_plural: String,
     pub image: ImageConfig,
-    pub deprovision_image: Option<String>,
+    pub deprovision_image: Option<ImageConfig>,
     pub addr: SocketAddr,
     pub log_level: String,
     pub notify_url: Option<String>,
@@ -160,6 +172,38 @@ pub struct ImageConfig {
     pub format: Option<String>,
 }
 
+impl ImageConfig {
+    /// Checks the checksum type and format of image `var` (a variable name, for messages).
+    fn checked(
+        var: &str,
+        url: &str,
+        checksum: &str,
+        checksum_type: &str,
+        format: &str,
+    ) -> Result<Self> {
+        if let Some(t) = non_empty(checksum_type)
+            && !matches!(t.as_str(), "md5" | "sha256" | "sha512" | "auto")
+        {
+            return Err(Error::Config(format!(
+                "{var}_CHECKSUM_TYPE {t:?} is not one of md5, sha256, sha512, auto"
+            )));
+        }
+        if let Some(f) = non_empty(format)
+            && !matches!(f.as_str(), "raw" | "qcow2" | "vdi" | "vmdk" | "live-iso")
+        {
+            return Err(Error::Config(format!(
+                "{var}_FORMAT {f:?} is not one of raw, qcow2, vdi, vmdk, live-iso"
+            )));
+        }
+        Ok(ImageConfig {
+            url: url.trim().to_owned(),
+            checksum: non_empty(checksum),
+            checksum_type: non_empty(checksum_type),
+            format: non_empty(format),
+        })
+    }
+}
+
 fn non_empty(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_owned())
@@ -177,20 +221,24 @@ impl TryFrom<Args> for Config {
                 "ANNOTATION_PREFIX must be a DNS subdomain without '/'".into(),
             ));
         }
-        if let Some(t) = non_empty(&a.provision_image_checksum_type)
-            && !matches!(t.as_str(), "md5" | "sha256" | "sha512" | "auto")
-        {
-            return Err(Error::Config(format!(
-                "PROVISION_IMAGE_CHECKSUM_TYPE {t:?} is not one of md5, sha256, sha512, auto"
-            )));
-        }
-        if let Some(f) = non_empty(&a.provision_image_format)
-            && !matches!(f.as_str(), "raw" | "qcow2" | "vdi" | "vmdk" | "live-iso")
-        {
-            return Err(Error::Config(format!(
-                "PROVISION_IMAGE_FORMAT {f:?} is not one of raw, qcow2, vdi, vmdk, live-iso"
-            )));
-        }
+        let image = ImageConfig::checked(
+            "PROVISION_IMAGE",
+            &a.provision_image,
+            &a.provision_image_checksum,
+            &a.provision_image_checksum_type,
+            &a.provision_image_format,
+        )?;
+        let deprovision_image = non_empty(&a.deprovision_image)
+            .map(|url| {
+                ImageConfig::checked(
+                    "DEPROVISION_IMAGE",
+                    &url,
+                    &a.deprovision_image_checksum,
+                    &a.deprovision_image_checksum_type,
+                    &a.deprovision_image_format,
+                )
+            })
+            .transpose()?;
         let notify_url = non_empty(&a.notify_url);
         if let Some(u) = &notify_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
@@ -209,13 +257,8 @@ impl TryFrom<Args> for Config {
             bmh_group: a.bmh_api_group,
             bmh_version: a.bmh_api_version,
             bmh_plural: a.bmh_plural,
-            image: ImageConfig {
-                url: a.provision_image.trim().to_owned(),
-                checksum: non_empty(&a.provision_image_checksum),
-                checksum_type: non_empty(&a.provision_image_checksum_type),
-                format: non_empty(&a.provision_image_format),
-            },
-            deprovision_image: non_empty(&a.deprovision_image),
+            image,
+            deprovision_image,
             addr: a.sidecar_addr,
             log_level: a.log_level,
             notify_url,
@@ -289,6 +332,15 @@ mod tests {
         assert!(Config::try_from(args(&["--provision-image-checksum-type", "crc"])).is_err());
         assert!(Config::try_from(args(&["--notify-url", "ftp://x"])).is_err());
         assert!(Config::try_from(args(&["--annotation-prefix", "a/b"])).is_err());
+        assert!(
+            Config::try_from(args(&[
+                "--deprovision-image",
+                "http://wipe",
+                "--deprovision-image-format",
+                "tar"
+            ]))
+            .is_err()
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::Config;
+use crate::config::{Config, ImageConfig};
 use crate::model::{AnnotationPatch, Claim, Holder, Host, Keys, Phase};
 
 /// Per-resource outcome reported in the 202 body.
@@ -203,23 +203,23 @@ pub enum Step {
     Idle,
 }
 
+/// `spec.image` for `img`. Unset fields are explicit nulls: a merge patch merges into the
+/// image already there, and a checksum left from another image must not survive.
+fn image_value(img: &ImageConfig) -> Value {
+    json!({
+        "url": img.url,
+        "checksum": img.checksum,
+        "checksumType": img.checksum_type,
+        "format": img.format,
+    })
+}
+
 /// The spec patch that provisions `host` for its holder.
 pub fn provision_patch(cfg: &Config, host: &Host) -> Value {
-    let img = &cfg.image;
-    let mut image = json!({ "url": img.url });
-    for (k, v) in [
-        ("checksum", &img.checksum),
-        ("checksumType", &img.checksum_type),
-        ("format", &img.format),
-    ] {
-        if let Some(v) = v {
-            image[k] = Value::String(v.clone());
-        }
-    }
     json!({
         "metadata": { "resourceVersion": host.resource_version },
         "spec": {
-            "image": image,
+            "image": image_value(&cfg.image),
             "userData": { "name": host.secret_name(), "namespace": host.namespace },
             "online": true,
         }
@@ -228,10 +228,11 @@ pub fn provision_patch(cfg: &Config, host: &Host) -> Value {
 
 /// The spec patch that releases `host`: image and userData removed, or the deprovision image.
 pub fn release_patch(cfg: &Config, host: &Host) -> Value {
-    let image = match &cfg.deprovision_image {
-        Some(url) => json!({ "url": url, "checksum": null, "checksumType": null, "format": null }),
-        None => Value::Null,
-    };
+    let image = cfg
+        .deprovision_image
+        .as_ref()
+        .map(image_value)
+        .unwrap_or(Value::Null);
     json!({
         "metadata": { "resourceVersion": host.resource_version },
         "spec": { "image": image, "userData": null }
@@ -306,8 +307,8 @@ pub fn next_step(
         Phase::Deprovisioning => {
             let spec_done = match &cfg.deprovision_image {
                 None => host.spec_image_url.is_none() && host.spec_user_data.is_none(),
-                Some(url) => {
-                    host.spec_image_url.as_deref() == Some(url.as_str())
+                Some(img) => {
+                    host.spec_image_url.as_deref() == Some(img.url.as_str())
                         && host.spec_user_data.is_none()
                 }
             };
@@ -318,8 +319,9 @@ pub fn next_step(
             // left behind stays on the host while Metal3 deprovisions it. The timeout decides.
             let done = match &cfg.deprovision_image {
                 None => host.is_available(),
-                Some(url) => {
-                    host.state == "provisioned" && host.status_image_url.as_deref() == Some(url)
+                Some(img) => {
+                    host.state == "provisioned"
+                        && host.status_image_url.as_deref() == Some(img.url.as_str())
                 }
             };
             if done {
@@ -712,14 +714,22 @@ mod tests {
     #[test]
     fn deprovision_image_is_provisioned_when_configured() {
         let mut c = cfg();
-        c.deprovision_image = Some("http://img/wipe.iso".into());
+        c.deprovision_image = Some(ImageConfig {
+            url: "http://img/wipe.iso".into(),
+            checksum: None,
+            checksum_type: None,
+            format: Some("live-iso".into()),
+        });
         let h = host()
             .held(&holder("1", "u"), Phase::Deprovisioning)
             .with_state("provisioned");
         let Step::Release(p) = next_step(&c, &keys(), &h, true, now()) else {
             panic!()
         };
-        assert_eq!(p["spec"]["image"]["url"], "http://img/wipe.iso");
+        assert_eq!(
+            p["spec"]["image"],
+            json!({"url": "http://img/wipe.iso", "checksum": null, "checksumType": null, "format": "live-iso"})
+        );
         assert_eq!(p["spec"]["userData"], Value::Null);
     }
 

@@ -465,3 +465,52 @@ async fn two_replicas_never_both_act() {
     assert_eq!(b.host("node-8").await["metadata"]["generation"], 3);
     assert!(b.secret("node-8-userdata").await.is_none());
 }
+
+#[tokio::test]
+async fn deprovision_image_is_provisioned_on_release_then_replaced_for_the_next_user() {
+    const WIPE: &str = "http://images.example.test/wipe.iso";
+    let mut b = Bench::new("wipe")
+        .await
+        .env("DEPROVISION_IMAGE", WIPE)
+        .env("DEPROVISION_IMAGE_FORMAT", "live-iso");
+    b.create_host("node-10", Some(1)).await;
+    b.start_sidecar().await;
+    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.notifications(1).await;
+    b.wait_annotation("node-10", "notified", "provisioned")
+        .await;
+
+    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    assert_eq!(results(&a)[0]["result"], "releasing");
+    let n = b.notifications(2).await;
+    assert_eq!(n[1]["outcome"], "released");
+    let host = b.wait_annotation("node-10", "notified", "released").await;
+    assert_eq!(
+        host["spec"]["image"],
+        json!({"url": WIPE, "format": "live-iso"})
+    );
+    assert!(host["spec"].get("userData").is_none(), "{}", host["spec"]);
+    assert_eq!(host["status"]["provisioning"]["state"], "provisioned");
+    assert_eq!(host["status"]["provisioning"]["image"]["url"], WIPE);
+    assert!(b.secret("node-10-userdata").await.is_none());
+
+    // The next reservation gets its own image, with none of the wipe image's fields left.
+    let mut next = event(START, "202", "user-b");
+    next["username"] = json!("bob");
+    next["sshPublicKey"] = json!(include_str!("fixtures/bob.pub").trim());
+    let a = b.post(&next).await;
+    assert_eq!(results(&a)[0]["result"], "provisioning", "{:?}", a.body);
+    let n = b.notifications(3).await;
+    assert_eq!(
+        (n[2]["outcome"].as_str(), n[2]["eventId"].as_str()),
+        (Some("provisioned"), Some("202"))
+    );
+    let host = b
+        .wait_annotation("node-10", "notified", "provisioned")
+        .await;
+    assert_eq!(
+        host["spec"]["image"],
+        json!({"url": IMAGE_URL, "checksum": IMAGE_CHECKSUM, "checksumType": "sha256", "format": "qcow2"})
+    );
+    assert_eq!(host["status"]["provisioning"]["image"]["url"], IMAGE_URL);
+}
