@@ -21,7 +21,8 @@
 //!                                            │    wait provisioned / operator error / timeout
 //!                                            │  deprovisioning: spec patch, Secret deleted,
 //!                                            │    wait available / error / timeout
-//!                                            │  provisioned|released|failed: notify (notify.rs)
+//!                                            │  provisioned|released|failed: claim, then
+//!                                            │    notify (notify.rs), then record delivery
 //!                                            │  released + pending start: hand the host over
 //!                                            ▼
 //!                                  NOTIFY_URL ◀─ signed JSON POST, retried with backoff

@@ -514,3 +514,32 @@ async fn deprovision_image_is_provisioned_on_release_then_replaced_for_the_next_
     );
     assert_eq!(host["status"]["provisioning"]["image"]["url"], IMAGE_URL);
 }
+
+#[tokio::test]
+async fn a_release_that_does_not_finish_in_time_fails_with_a_notification() {
+    let mut b = Bench::new("reltimeout")
+        .await
+        .env("RELEASE_TIMEOUT_SECONDS", "2");
+    b.create_host("node-11", Some(1)).await;
+    b.start_sidecar().await;
+    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.notifications(1).await;
+    b.wait_annotation("node-11", "notified", "provisioned")
+        .await;
+    b.annotate("node-11", "standin.test/stall", Some("true"))
+        .await;
+    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    assert_eq!(results(&a)[0]["result"], "releasing");
+    let n = b.notifications(2).await;
+    assert_eq!(n[1]["outcome"], "failed");
+    assert_eq!(
+        n[1]["detail"],
+        "not released within 2s (state: \"provisioned\")"
+    );
+    // The holder keeps the host; its END, repeated once Metal3 works again, releases it.
+    b.annotate("node-11", "standin.test/stall", None).await;
+    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    assert_eq!(results(&a)[0]["result"], "releasing");
+    let n = b.notifications(3).await;
+    assert_eq!(n[2]["outcome"], "released");
+}
