@@ -86,9 +86,16 @@ impl Notifier {
             .map(|u| u.parse::<Uri>())
             .transpose()
             .map_err(|e| Error::Config(format!("NOTIFY_URL: {e}")))?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| Error::Config(format!("TLS roots: {e}")))?
+        // The system's CA bundle when there is one (private CAs work), else the compiled-in
+        // Mozilla roots, so a minimal image without a bundle still starts.
+        let roots = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "no system CA bundle; using the built-in roots");
+                hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots()
+            }
+        };
+        let https = roots
             .https_or_http()
             .enable_http1()
             .build();
