@@ -95,10 +95,7 @@ impl Notifier {
                 hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots()
             }
         };
-        let https = roots
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let https = roots.https_or_http().enable_http1().build();
         Ok(Notifier {
             url,
             secret: secret.as_bytes().to_vec(),
