@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Builds the release filter artifact and prints its path on stdout:
-#   cargo build -p webhook-filter --profile wasm-release --target wasm32-wasip1
-#   wasm-opt -O3 (binaryen; version 108 needs the feature flags below) -> out/webhook_filter.wasm
+# Builds the release filter artifacts and prints the default one's path on stdout:
+#   out/webhook_filter.wasm             the default filter (every scheme, replay cache)
+#   out/webhook_filter_jsonschema.wasm  the same plus `schema: {"json_schema": ...}` (feature
+#                                       `json-schema`: the validator and its regex engines more
+#                                       than double the size, see BENCHMARKS.md)
+# Each: cargo build -p webhook-filter --profile wasm-release --target wasm32-wasip1
+#       then wasm-opt -O3 (binaryen 108 needs the feature flags below; SIMD is used by
+#       jsonschema's dependencies, and V8 runs it).
 # -O3 rather than -Oz: the filter runs on every request and speed matters more than ~60 KB.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-cargo build --quiet --locked -p webhook-filter --profile wasm-release --target wasm32-wasip1 >&2
-raw="$root/target/wasm32-wasip1/wasm-release/webhook_filter.wasm"
-out="$root/out/webhook_filter.wasm"
-mkdir -p "$root/out"
 command -v wasm-opt >/dev/null || { echo "filter/build.sh: wasm-opt not found (apt-get install binaryen)" >&2; exit 1; }
-wasm-opt --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-  --enable-mutable-globals -O3 --strip-debug "$raw" -o "$out.tmp"
-mv "$out.tmp" "$out"
-echo "filter/build.sh: $(stat -c %s "$raw") B from cargo, $(stat -c %s "$out") B after wasm-opt" >&2
-echo "$out"
+mkdir -p "$root/out"
+raw="$root/target/wasm32-wasip1/wasm-release/webhook_filter.wasm"
+build() { # $1 = output name, rest = extra cargo arguments
+  local name=$1 out="$root/out/$1"; shift
+  cargo build --quiet --locked -p webhook-filter --profile wasm-release --target wasm32-wasip1 "$@" >&2
+  wasm-opt --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-mutable-globals --enable-simd -O3 --strip-debug "$raw" -o "$out.tmp"
+  mv "$out.tmp" "$out"
+  echo "filter/build.sh: $name: $(stat -c %s "$raw") B from cargo, $(stat -c %s "$out") B after wasm-opt" >&2
+}
+build webhook_filter_jsonschema.wasm --features json-schema
+build webhook_filter.wasm
+echo "$root/out/webhook_filter.wasm"

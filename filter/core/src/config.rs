@@ -36,8 +36,22 @@ pub const SECRET_ID_HEADER: &str = "x-webhook-secret-id";
 pub const SECRET_ID_PROPERTY: &str = "webhook_secret_id";
 /// Header set upstream naming the webhook (its configured `name`) that matched.
 pub const WEBHOOK_NAME_HEADER: &str = "x-webhook-name";
+/// Header set upstream with the sender's delivery id (`X-GitHub-Delivery`, `webhook-id`,
+/// `svix-id`, `X-Shopify-Webhook-Id`, or the configured `delivery_id_header`).
+pub const DELIVERY_ID_HEADER: &str = "x-webhook-delivery-id";
 /// Every header the filter owns; stripped from every inbound request so none can be spoofed.
-pub const OWNED_HEADERS: [&str; 3] = [VERIFIED_HEADER, SECRET_ID_HEADER, WEBHOOK_NAME_HEADER];
+pub const OWNED_HEADERS: [&str; 4] = [
+    VERIFIED_HEADER,
+    SECRET_ID_HEADER,
+    WEBHOOK_NAME_HEADER,
+    DELIVERY_ID_HEADER,
+];
+/// Default replay-cache lifetime of a delivery id: one day.
+pub const DEFAULT_REPLAY_TTL_SECONDS: u64 = 86_400;
+/// Default number of delivery ids remembered per webhook.
+pub const DEFAULT_REPLAY_MAX_ENTRIES: usize = 1024;
+/// Highest `max_entries`: the whole cache is read and written per request (shared data).
+pub const MAX_REPLAY_MAX_ENTRIES: usize = 16_384;
 
 /// The whole plugin configuration, as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +107,37 @@ pub struct WebhookConfig {
     /// How far in the future the body `timestamp` may be.
     #[serde(default = "default_skew")]
     pub max_clock_skew_seconds: u64,
+    /// Remember delivery ids and answer a repeated one (needs a scheme with a delivery id).
+    #[serde(default)]
+    pub replay_cache: Option<ReplayCacheConfig>,
+}
+
+/// Replay cache of delivery ids, in the proxy's shared data (per Envoy process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayCacheConfig {
+    /// How long an id is remembered. Default one day.
+    #[serde(default = "default_replay_ttl")]
+    pub ttl_seconds: u64,
+    /// How many ids are remembered; the oldest is forgotten first. Default 1024.
+    #[serde(default = "default_replay_max")]
+    pub max_entries: usize,
+    /// Status of the answer to a repeated id. Default 409.
+    #[serde(default = "default_replay_status")]
+    pub status: u16,
+}
+
+fn default_replay_ttl() -> u64 {
+    DEFAULT_REPLAY_TTL_SECONDS
+}
+fn default_replay_max() -> usize {
+    DEFAULT_REPLAY_MAX_ENTRIES
+}
+fn default_replay_status() -> u16 {
+    409
+}
+fn default_tolerance() -> u64 {
+    crate::scheme::DEFAULT_TOLERANCE_SECONDS
 }
 
 fn default_methods() -> Vec<String> {
@@ -108,12 +153,11 @@ fn default_skew() -> u64 {
     DEFAULT_MAX_CLOCK_SKEW_SECONDS
 }
 
-/// Signature scheme, tagged by `type`. New senders (GitHub, Stripe, Slack, Standard Webhooks,
-/// Shopify) become new variants.
+/// Signature scheme, tagged by `type`, one variant per sender (see [`crate::scheme`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SchemeConfig {
-    /// `<header>: <prefix><hex HMAC-SHA256 of the raw body>`.
+    /// The reservation system: `<header>: <prefix><hex HMAC-SHA256 of the raw body>`.
     HmacSha256Hex {
         /// Header carrying the signature. Default `x-webhook-signature`.
         #[serde(default = "default_sig_header")]
@@ -121,6 +165,48 @@ pub enum SchemeConfig {
         /// Prefix before the hex digits. Default `sha256=`.
         #[serde(default = "default_sig_prefix")]
         prefix: String,
+        /// Header carrying a delivery id, if the sender sends one. Default none.
+        #[serde(default)]
+        delivery_id_header: Option<String>,
+    },
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>`, delivery id `X-GitHub-Delivery`.
+    Github {
+        /// Default `x-hub-signature-256`.
+        #[serde(default = "default_github_header")]
+        header: String,
+    },
+    /// Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]` over `<t>.<body>`.
+    Stripe {
+        /// Default `stripe-signature`.
+        #[serde(default = "default_stripe_header")]
+        header: String,
+        /// Oldest accepted `t`, in seconds before now; 0 = off. Default 300.
+        #[serde(default = "default_tolerance")]
+        tolerance_seconds: u64,
+    },
+    /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<ts>:<body>`.
+    Slack {
+        /// Default `x-slack-signature`.
+        #[serde(default = "default_slack_sig")]
+        signature_header: String,
+        /// Default `x-slack-request-timestamp`.
+        #[serde(default = "default_slack_ts")]
+        timestamp_header: String,
+        /// Accepted distance of the timestamp from now, both ways; 0 = off. Default 300.
+        #[serde(default = "default_tolerance")]
+        tolerance_seconds: u64,
+    },
+    /// Standard Webhooks / Svix: `webhook-signature: v1,<b64> ...` over `<id>.<ts>.<body>`.
+    StandardWebhooks {
+        /// Accepted distance of the timestamp from now, both ways; 0 = off. Default 300.
+        #[serde(default = "default_tolerance")]
+        tolerance_seconds: u64,
+    },
+    /// Shopify: `X-Shopify-Hmac-Sha256: <b64>` over the body.
+    Shopify {
+        /// Default `x-shopify-hmac-sha256` (`shopify-hmac-sha256` is also read).
+        #[serde(default = "default_shopify_header")]
+        header: String,
     },
 }
 
@@ -129,8 +215,25 @@ impl Default for SchemeConfig {
         SchemeConfig::HmacSha256Hex {
             header: default_sig_header(),
             prefix: default_sig_prefix(),
+            delivery_id_header: None,
         }
     }
+}
+
+fn default_github_header() -> String {
+    "x-hub-signature-256".to_owned()
+}
+fn default_stripe_header() -> String {
+    "stripe-signature".to_owned()
+}
+fn default_slack_sig() -> String {
+    "x-slack-signature".to_owned()
+}
+fn default_slack_ts() -> String {
+    "x-slack-request-timestamp".to_owned()
+}
+fn default_shopify_header() -> String {
+    "x-shopify-hmac-sha256".to_owned()
 }
 
 fn default_sig_header() -> String {
@@ -154,8 +257,9 @@ pub struct SecretSource {
     pub id: Option<String>,
 }
 
-/// Body schema of a webhook.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// Body schema of a webhook: `"reservation_event"`, `"json"`, `"none"`, or
+/// `{"json_schema": {...}}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schema {
     /// [`crate::event::ReservationEvent`], with replay window on its `timestamp`.
@@ -163,17 +267,60 @@ pub enum Schema {
     ReservationEvent,
     /// Any JSON document (syntax only; no replay check).
     Json,
+    /// Any body of any content type (Slack slash commands are form-encoded): only the
+    /// signature and the size are checked.
+    None,
+    /// A JSON Schema (draft 2020-12 unless `$schema` says otherwise), formats asserted.
+    #[cfg(feature = "json-schema")]
+    JsonSchema(serde_json::Value),
+    /// Without the `json-schema` feature the schema is skipped when parsing (keeping
+    /// `serde_json::Value` out of the default artifact) and the configuration is refused.
+    #[cfg(not(feature = "json-schema"))]
+    JsonSchema(serde::de::IgnoredAny),
 }
 
-/// A compiled signature scheme.
+/// A compiled signature scheme: [`SchemeConfig`] with header names lowercased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
-    /// See [`SchemeConfig::HmacSha256Hex`]; `header` is lowercase.
+    /// See [`SchemeConfig::HmacSha256Hex`].
     HmacSha256Hex {
         /// Lowercase header name.
         header: String,
         /// Value prefix.
         prefix: String,
+        /// Lowercase delivery id header.
+        delivery_id_header: Option<String>,
+    },
+    /// See [`SchemeConfig::Github`].
+    Github {
+        /// Lowercase header name.
+        header: String,
+    },
+    /// See [`SchemeConfig::Stripe`].
+    Stripe {
+        /// Lowercase header name.
+        header: String,
+        /// Past tolerance, 0 = off.
+        tolerance_seconds: u64,
+    },
+    /// See [`SchemeConfig::Slack`].
+    Slack {
+        /// Lowercase header name.
+        signature_header: String,
+        /// Lowercase header name.
+        timestamp_header: String,
+        /// Tolerance both ways, 0 = off.
+        tolerance_seconds: u64,
+    },
+    /// See [`SchemeConfig::StandardWebhooks`].
+    StandardWebhooks {
+        /// Tolerance both ways, 0 = off.
+        tolerance_seconds: u64,
+    },
+    /// See [`SchemeConfig::Shopify`].
+    Shopify {
+        /// Lowercase header name.
+        header: String,
     },
 }
 
@@ -181,9 +328,107 @@ impl Scheme {
     /// The (lowercase) header that carries the signature.
     pub fn header(&self) -> &str {
         match self {
-            Scheme::HmacSha256Hex { header, .. } => header,
+            Scheme::HmacSha256Hex { header, .. }
+            | Scheme::Github { header }
+            | Scheme::Stripe { header, .. }
+            | Scheme::Shopify { header } => header,
+            Scheme::Slack {
+                signature_header, ..
+            } => signature_header,
+            Scheme::StandardWebhooks { .. } => "webhook-signature",
         }
     }
+
+    /// Whether the scheme carries a delivery id (needed by the replay cache).
+    pub fn has_delivery_id(&self) -> bool {
+        match self {
+            Scheme::HmacSha256Hex {
+                delivery_id_header, ..
+            } => delivery_id_header.is_some(),
+            Scheme::Github { .. } | Scheme::StandardWebhooks { .. } | Scheme::Shopify { .. } => {
+                true
+            }
+            Scheme::Stripe { .. } | Scheme::Slack { .. } => false,
+        }
+    }
+
+    fn compile(raw: SchemeConfig, at: &str) -> Result<Self> {
+        let name = |h: String, field: &str| -> Result<String> {
+            if is_token(&h) {
+                Ok(h.to_ascii_lowercase())
+            } else {
+                Err(invalid(format!("{at}.scheme.{field} is not a header name")))
+            }
+        };
+        Ok(match raw {
+            SchemeConfig::HmacSha256Hex {
+                header,
+                prefix,
+                delivery_id_header,
+            } => Scheme::HmacSha256Hex {
+                header: name(header, "header")?,
+                prefix,
+                delivery_id_header: delivery_id_header
+                    .map(|h| name(h, "delivery_id_header"))
+                    .transpose()?,
+            },
+            SchemeConfig::Github { header } => Scheme::Github {
+                header: name(header, "header")?,
+            },
+            SchemeConfig::Stripe {
+                header,
+                tolerance_seconds,
+            } => Scheme::Stripe {
+                header: name(header, "header")?,
+                tolerance_seconds,
+            },
+            SchemeConfig::Slack {
+                signature_header,
+                timestamp_header,
+                tolerance_seconds,
+            } => Scheme::Slack {
+                signature_header: name(signature_header, "signature_header")?,
+                timestamp_header: name(timestamp_header, "timestamp_header")?,
+                tolerance_seconds,
+            },
+            SchemeConfig::StandardWebhooks { tolerance_seconds } => {
+                Scheme::StandardWebhooks { tolerance_seconds }
+            }
+            SchemeConfig::Shopify { header } => Scheme::Shopify {
+                header: name(header, "header")?,
+            },
+        })
+    }
+}
+
+/// A compiled JSON Schema validator (feature `json-schema`).
+#[derive(Clone)]
+pub struct JsonSchemaValidator(
+    #[cfg(feature = "json-schema")] pub std::sync::Arc<jsonschema::Validator>,
+    #[cfg(not(feature = "json-schema"))] (),
+);
+
+impl std::fmt::Debug for JsonSchemaValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsonSchemaValidator")
+    }
+}
+
+#[cfg(feature = "json-schema")]
+fn compile_json_schema(schema: &serde_json::Value, at: &str) -> Result<JsonSchemaValidator> {
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .map(|v| JsonSchemaValidator(std::sync::Arc::new(v)))
+        .map_err(|e| invalid(format!("{at}.schema.json_schema does not compile: {e}")))
+}
+
+#[cfg(not(feature = "json-schema"))]
+fn compile_json_schema(_schema: &serde::de::IgnoredAny, at: &str) -> Result<JsonSchemaValidator> {
+    Err(invalid(format!(
+        "{at}.schema.json_schema: this filter build has no JSON Schema support; use \
+         webhook_filter_jsonschema.wasm (feature `json-schema`)"
+    )))
 }
 
 /// One webhook, ready for requests.
@@ -211,6 +456,12 @@ pub struct Webhook {
     pub replay_window_seconds: u64,
     /// Future tolerance in seconds.
     pub max_clock_skew_seconds: u64,
+    /// Compiled validator when `schema` is `json_schema`.
+    pub json_schema: Option<JsonSchemaValidator>,
+    /// Replay cache of delivery ids, if configured.
+    pub replay_cache: Option<ReplayCacheConfig>,
+    /// Prometheus-safe form of `name` (lowercase, `.`/`-` as `_`) used in per-webhook counters.
+    pub metric_name: String,
 }
 
 /// The configuration every HTTP context shares (behind an `Rc`/`Arc`).
@@ -281,16 +532,44 @@ impl CompiledConfig {
                     "{at}.max_body_bytes must be in 1..={MAX_MAX_BODY_BYTES}"
                 )));
             }
-            let scheme = match w.scheme {
-                SchemeConfig::HmacSha256Hex { header, prefix } => {
-                    if !is_token(&header) {
-                        return Err(invalid(format!("{at}.scheme.header is not a header name")));
+            let scheme = Scheme::compile(w.scheme, &at)?;
+            let metric_name: String = w
+                .name
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() {
+                        char::from(b.to_ascii_lowercase())
+                    } else {
+                        '_'
                     }
-                    Scheme::HmacSha256Hex {
-                        header: header.to_ascii_lowercase(),
-                        prefix,
-                    }
+                })
+                .collect();
+            if webhooks.iter().any(|o| o.metric_name == metric_name) {
+                return Err(invalid(format!(
+                    "{at}.name: same metric name `{metric_name}` as another webhook"
+                )));
+            }
+            if let Some(rc) = &w.replay_cache {
+                if !scheme.has_delivery_id() {
+                    return Err(invalid(format!(
+                        "{at}.replay_cache needs a scheme with a delivery id (github, \
+                         standard_webhooks, shopify, or hmac_sha256_hex with delivery_id_header)"
+                    )));
                 }
+                if rc.ttl_seconds == 0
+                    || rc.max_entries == 0
+                    || rc.max_entries > MAX_REPLAY_MAX_ENTRIES
+                    || !(400..=599).contains(&rc.status)
+                {
+                    return Err(invalid(format!(
+                        "{at}.replay_cache: ttl_seconds > 0, max_entries in \
+                         1..={MAX_REPLAY_MAX_ENTRIES}, status in 400..=599"
+                    )));
+                }
+            }
+            let json_schema = match &w.schema {
+                Schema::JsonSchema(s) => Some(compile_json_schema(s, &at)?),
+                _ => None,
             };
             let mut secrets = Vec::new();
             for (j, s) in w.secrets.iter().enumerate() {
@@ -302,7 +581,10 @@ impl CompiledConfig {
                 match env(&s.env).filter(|v| !v.is_empty()) {
                     Some(value) => {
                         let id = s.id.clone().unwrap_or_else(|| s.env.clone());
-                        secrets.push(SecretKey::new(id, value.as_bytes()));
+                        let key = scheme.key_bytes(&value).map_err(|why| {
+                            invalid(format!("{at}.secrets[{j}]: variable {} {why}", s.env))
+                        })?;
+                        secrets.push(SecretKey::new(id, &key));
                     }
                     None if s.optional => warnings.push(format!(
                         "webhook {}: optional secret variable {} is not set; skipped",
@@ -341,6 +623,9 @@ impl CompiledConfig {
                 schema: w.schema,
                 replay_window_seconds: w.replay_window_seconds,
                 max_clock_skew_seconds: w.max_clock_skew_seconds,
+                json_schema,
+                replay_cache: w.replay_cache,
+                metric_name,
             });
         }
         Ok(CompiledConfig {

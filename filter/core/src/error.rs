@@ -48,6 +48,27 @@ pub enum Error {
     /// reply is the same for both, and never says which secret was tried).
     #[error("invalid signature")]
     BadSignature,
+    /// The sender timestamp (Stripe `t`, Slack, Standard Webhooks) is outside the scheme's
+    /// tolerance.
+    #[error("signature timestamp outside the tolerance")]
+    StaleTimestamp,
+    /// The replay cache is on and the request carries no usable delivery id.
+    #[error("missing or malformed delivery id")]
+    MissingDeliveryId,
+    /// The delivery id was already accepted within the replay cache's lifetime.
+    #[error("delivery already received")]
+    Replayed {
+        /// Configured status of the answer (default 409).
+        status: u16,
+    },
+    /// The body does not satisfy the configured JSON Schema.
+    #[error("{path}: does not satisfy the JSON Schema (`{keyword}`)")]
+    SchemaViolation {
+        /// JSON path of the first offending member, e.g. `$.events[0].resourceId`.
+        path: String,
+        /// The schema keyword that failed (`type`, `pattern`, `required`, ...).
+        keyword: String,
+    },
     /// The path is not guarded and the configuration says to refuse unmatched paths.
     #[error("no webhook is configured for this path")]
     NotFound,
@@ -64,16 +85,23 @@ impl Error {
             Error::MethodNotAllowed => 405,
             Error::UnsupportedMediaType => 415,
             Error::BodyTooLarge { .. } => 413,
-            Error::MissingSignature | Error::MalformedSignature | Error::BadSignature => 401,
+            Error::MissingSignature
+            | Error::MalformedSignature
+            | Error::BadSignature
+            | Error::StaleTimestamp => 401,
+            Error::MissingDeliveryId => 400,
+            Error::Replayed { status } => *status,
+            Error::SchemaViolation { .. } => 422,
             Error::NotFound => 404,
             Error::Invalid(v) if matches!(v.reason, Reason::MalformedJson) => 400,
             Error::Invalid(_) => 422,
         }
     }
 
-    /// The `error_type` member of the JSON reply.
+    /// The `error_type` member of the JSON reply, PascalCase like the sidecar's
+    /// (`InvalidSignature`, `ValidationError`, ...).
     pub fn error_type(&self) -> &'static str {
-        self.outcome().label()
+        self.outcome().error_type()
     }
 
     /// The outcome counted for this error (one Envoy counter per outcome).
@@ -86,6 +114,10 @@ impl Error {
             Error::MissingSignature => Outcome::MissingSignature,
             Error::MalformedSignature => Outcome::MalformedSignature,
             Error::BadSignature => Outcome::BadSignature,
+            Error::StaleTimestamp => Outcome::StaleTimestamp,
+            Error::MissingDeliveryId => Outcome::MissingDeliveryId,
+            Error::Replayed { .. } => Outcome::ReplayedDelivery,
+            Error::SchemaViolation { .. } => Outcome::InvalidEvent,
             Error::NotFound => Outcome::NotFound,
             Error::Invalid(v) => match v.reason {
                 Reason::MalformedJson => Outcome::MalformedJson,
@@ -99,6 +131,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid(v) => Some(&v.path),
+            Error::SchemaViolation { path, .. } => Some(path),
             _ => None,
         }
     }

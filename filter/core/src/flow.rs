@@ -17,12 +17,14 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::{
-    CompiledConfig, Schema, Scheme, Unmatched, VERIFIED_HEADER, WEBHOOK_NAME_HEADER, Webhook,
+    CompiledConfig, DELIVERY_ID_HEADER, Schema, Unmatched, VERIFIED_HEADER, WEBHOOK_NAME_HEADER,
+    Webhook,
 };
 use crate::error::Error;
 use crate::event;
 use crate::metrics::Outcome;
-use crate::signature::{self, TAG_LEN};
+use crate::replay;
+use crate::scheme::Presented;
 
 /// What to do after the request headers.
 #[derive(Debug)]
@@ -39,8 +41,10 @@ pub enum HeadersDecision {
 #[derive(Debug, Clone)]
 pub struct Pending {
     webhook: usize,
-    /// Decoded signature; `None` only in unsigned mode.
-    signature: Option<[u8; TAG_LEN]>,
+    /// What the headers say about the signature; `None` only in unsigned mode.
+    signature: Option<Presented>,
+    /// The sender's delivery id, if the scheme has one.
+    delivery_id: Option<String>,
 }
 
 /// A request that passed every check.
@@ -50,6 +54,8 @@ pub struct Accepted {
     /// let a filter change request headers after the headers callback, so the adapter hands it
     /// to Envoy as filter state and the route adds `x-webhook-secret-id` from there.
     pub secret_id: Option<String>,
+    /// The delivery id to record in the replay cache (only when the webhook has one).
+    pub replay_id: Option<String>,
 }
 
 /// A refused request: the error and what the reply needs besides it.
@@ -59,11 +65,17 @@ pub struct Rejection {
     pub error: Error,
     /// `allow` header value for a 405.
     pub allow: Option<String>,
+    /// Index of the webhook concerned, for per-webhook counters.
+    pub webhook: Option<usize>,
 }
 
 impl From<Error> for Rejection {
     fn from(error: Error) -> Self {
-        Rejection { error, allow: None }
+        Rejection {
+            error,
+            allow: None,
+            webhook: None,
+        }
     }
 }
 
@@ -78,6 +90,13 @@ impl Rejection {
         self.error.outcome()
     }
 
+    /// The webhook's index, when the rejection concerns a guarded request (per-webhook
+    /// counters); set by the flow, `None` for unguarded paths.
+    pub fn with_webhook(mut self, index: usize) -> Self {
+        self.webhook = Some(index);
+        self
+    }
+
     /// Reply headers (besides the status).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut h = vec![("content-type", "application/json".to_owned())];
@@ -90,14 +109,21 @@ impl Rejection {
     /// Reply body in the replaced service's shape: `{"detail", "error_type", "timestamp"}`,
     /// plus `field` (JSON path) for 400/422.
     pub fn body(&self, now: SystemTime) -> Vec<u8> {
-        let mut obj = serde_json::Map::new();
-        obj.insert("detail".into(), self.error.to_string().into());
-        obj.insert("error_type".into(), self.error.error_type().into());
-        obj.insert("timestamp".into(), rfc3339_utc(now).into());
+        // Written by hand (strings escaped by serde_json) rather than through
+        // `serde_json::Value`, which would add its map code to the .wasm for four members.
+        let text = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
+        let mut out = format!(
+            "{{\"detail\":{},\"error_type\":{},\"timestamp\":{}",
+            text(&self.error.to_string()),
+            text(self.error.error_type()),
+            text(&rfc3339_utc(now)),
+        );
         if let Some(field) = self.error.field() {
-            obj.insert("field".into(), field.into());
+            out.push_str(",\"field\":");
+            out.push_str(&text(field));
         }
-        serde_json::to_vec(&serde_json::Value::Object(obj)).unwrap_or_default()
+        out.push('}');
+        out.into_bytes()
     }
 }
 
@@ -108,7 +134,8 @@ pub fn rfc3339_utc(now: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-fn unix_seconds(now: SystemTime) -> i64 {
+/// `now` as unix seconds.
+pub fn unix_seconds(now: SystemTime) -> i64 {
     OffsetDateTime::from(now).unix_timestamp()
 }
 
@@ -140,26 +167,32 @@ pub fn on_request_headers(
         };
     };
     match check_headers(hook, method, &header) {
-        Ok(signature) => HeadersDecision::Inspect(Pending {
+        Ok((signature, delivery_id)) => HeadersDecision::Inspect(Pending {
             webhook: index,
             signature,
+            delivery_id,
         }),
-        Err(rejection) => HeadersDecision::Reject(rejection),
+        Err(rejection) => HeadersDecision::Reject(rejection.with_webhook(index)),
     }
 }
+
+type HeaderFacts = (Option<Presented>, Option<String>);
 
 fn check_headers(
     hook: &Webhook,
     method: &str,
     header: &impl Fn(&str) -> Option<String>,
-) -> Result<Option<[u8; TAG_LEN]>, Rejection> {
+) -> Result<HeaderFacts, Rejection> {
     if !hook.methods.iter().any(|m| m == method) {
         return Err(Rejection {
             error: Error::MethodNotAllowed,
             allow: Some(hook.allow.clone()),
+            webhook: None,
         });
     }
-    if !header("content-type").is_some_and(|ct| is_json_content_type(&ct)) {
+    if hook.schema != Schema::None
+        && !header("content-type").is_some_and(|ct| is_json_content_type(&ct))
+    {
         return Err(Error::UnsupportedMediaType.into());
     }
     if let Some(len) = header("content-length") {
@@ -176,20 +209,25 @@ fn check_headers(
             .into());
         }
     }
-    if hook.allow_unsigned {
-        return Ok(None);
+    let signature = if hook.allow_unsigned {
+        None
+    } else {
+        Some(hook.scheme.present(header)?)
+    };
+    let delivery_id = match &signature {
+        Some(p) => p.delivery_id.clone(),
+        None => hook.scheme.delivery_id(header),
+    };
+    if hook.replay_cache.is_some() && !delivery_id.as_deref().is_some_and(replay::valid_id) {
+        return Err(Error::MissingDeliveryId.into());
     }
-    let Scheme::HmacSha256Hex {
-        header: name,
-        prefix,
-    } = &hook.scheme;
-    let value = header(name).ok_or(Error::MissingSignature)?;
-    Ok(Some(signature::parse_hex_signature(&value, prefix)?))
+    Ok((signature, delivery_id))
 }
 
 impl Pending {
     /// Headers to set on the request in the headers callback, before the verdict:
-    /// `x-webhook-name` and `x-webhook-verified` (`true`, or `unsigned` in unsigned mode).
+    /// `x-webhook-name`, `x-webhook-verified` (`true`, or `unsigned` in unsigned mode) and
+    /// `x-webhook-delivery-id` when the scheme carries one.
     ///
     /// Setting them before the body is checked is safe only because a rejected request never
     /// leaves Envoy (the buffer filter after ours holds the headers back until we continue);
@@ -203,10 +241,19 @@ impl Pending {
         } else {
             "unsigned"
         };
-        vec![
+        let mut h = vec![
             (WEBHOOK_NAME_HEADER, hook.name.clone()),
             (VERIFIED_HEADER, verified.to_owned()),
-        ]
+        ];
+        if let Some(id) = &self.delivery_id {
+            h.push((DELIVERY_ID_HEADER, id.clone()));
+        }
+        h
+    }
+
+    /// Index of the matched webhook in [`CompiledConfig::webhooks`].
+    pub fn webhook_index(&self) -> usize {
+        self.webhook
     }
 
     /// The webhook this request matched.
@@ -221,15 +268,17 @@ impl Pending {
             return Err(Error::NotFound.into());
         };
         if u64::try_from(buffered).map_or(true, |n| n > hook.max_body_bytes) {
-            return Err(Error::BodyTooLarge {
+            return Err(Rejection::from(Error::BodyTooLarge {
                 limit: hook.max_body_bytes,
-            }
-            .into());
+            })
+            .with_webhook(self.webhook));
         }
         Ok(())
     }
 
-    /// Decides on the complete body: cap, signature, JSON, schema, replay window.
+    /// Decides on the complete body: cap, scheme timestamp, signature, JSON, schema, replay
+    /// window. The replay cache itself is the adapter's (shared data): see
+    /// [`Accepted::replay_id`] and [`crate::replay`].
     pub fn finish(
         &self,
         cfg: &CompiledConfig,
@@ -240,14 +289,20 @@ impl Pending {
         let Some(hook) = self.webhook(cfg) else {
             return Err(Error::NotFound.into());
         };
+        self.decide(hook, body, now)
+            .map_err(|e| Rejection::from(e).with_webhook(self.webhook))
+    }
+
+    fn decide(&self, hook: &Webhook, body: &[u8], now: SystemTime) -> Result<Accepted, Error> {
         let secret_id = match &self.signature {
-            Some(sig) => {
-                let i = signature::verify(&hook.secrets, body, sig)?;
+            Some(p) => {
+                p.check_time(hook.scheme.tolerance(), unix_seconds(now))?;
+                let i = p.verify(&hook.secrets, body)?;
                 hook.secrets.get(i).map(|s| s.id().to_owned())
             }
             None => None,
         };
-        match hook.schema {
+        match &hook.schema {
             Schema::ReservationEvent => {
                 event::check_body(
                     body,
@@ -258,14 +313,59 @@ impl Pending {
                 .map_err(Error::from)?;
             }
             Schema::Json => {
-                serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|_| {
-                    Error::from(event::ValidationError {
-                        path: "$".into(),
-                        reason: event::Reason::MalformedJson,
-                    })
-                })?;
+                serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|_| malformed())?;
             }
+            Schema::None => {}
+            Schema::JsonSchema(_) => check_json_schema(hook, body)?,
         }
-        Ok(Accepted { secret_id })
+        Ok(Accepted {
+            secret_id,
+            replay_id: hook.replay_cache.and(self.delivery_id.clone()),
+        })
     }
+}
+
+fn malformed() -> Error {
+    Error::from(event::ValidationError {
+        path: "$".into(),
+        reason: event::Reason::MalformedJson,
+    })
+}
+
+#[cfg(feature = "json-schema")]
+fn check_json_schema(hook: &Webhook, body: &[u8]) -> Result<(), Error> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| malformed())?;
+    let Some(v) = &hook.json_schema else {
+        return Ok(());
+    };
+    match v.0.iter_errors(&value).next() {
+        None => Ok(()),
+        Some(e) => {
+            let mut path = String::from("$");
+            for seg in e.instance_path().segments() {
+                match seg {
+                    jsonschema::paths::LocationSegment::Property(p) => {
+                        path.push('.');
+                        path.push_str(&p);
+                    }
+                    jsonschema::paths::LocationSegment::Index(i) => {
+                        path.push_str(&format!("[{i}]"));
+                    }
+                }
+            }
+            Err(Error::SchemaViolation {
+                path,
+                keyword: e.kind().keyword().to_owned(),
+            })
+        }
+    }
+}
+
+#[cfg(not(feature = "json-schema"))]
+fn check_json_schema(_hook: &Webhook, _body: &[u8]) -> Result<(), Error> {
+    // Unreachable: configuration refuses `json_schema` in builds without the feature.
+    Err(Error::SchemaViolation {
+        path: "$".into(),
+        keyword: "unsupported".into(),
+    })
 }

@@ -34,6 +34,8 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod metrics;
+pub mod replay;
+pub mod scheme;
 pub mod signature;
 
 pub use error::{Error, Result};

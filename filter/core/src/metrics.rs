@@ -31,6 +31,12 @@ pub enum Outcome {
     StaleEvent,
     /// 404, unmatched path with `unmatched: reject`.
     NotFound,
+    /// 401, sender timestamp outside the scheme's tolerance.
+    StaleTimestamp,
+    /// 400, replay cache on and no usable delivery id.
+    MissingDeliveryId,
+    /// Configured status (409), delivery id seen before.
+    ReplayedDelivery,
     /// Not a request outcome: configuration refused (never counted per request).
     ConfigError,
 }
@@ -38,7 +44,7 @@ pub enum Outcome {
 impl Outcome {
     /// Every outcome that is counted per request, in a stable order (the adapter defines one
     /// counter for each at configure time).
-    pub const COUNTED: [Outcome; 12] = [
+    pub const COUNTED: [Outcome; 15] = [
         Outcome::Accepted,
         Outcome::Passed,
         Outcome::MethodNotAllowed,
@@ -51,9 +57,34 @@ impl Outcome {
         Outcome::InvalidEvent,
         Outcome::StaleEvent,
         Outcome::NotFound,
+        Outcome::StaleTimestamp,
+        Outcome::MissingDeliveryId,
+        Outcome::ReplayedDelivery,
     ];
 
-    /// Short label: the `error_type` of a rejection reply and the middle of the metric name.
+    /// The `error_type` of a rejection reply, PascalCase like the sidecar's.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "Accepted",
+            Outcome::Passed => "Passed",
+            Outcome::MethodNotAllowed => "MethodNotAllowed",
+            Outcome::UnsupportedMediaType => "UnsupportedMediaType",
+            Outcome::BodyTooLarge => "PayloadTooLarge",
+            Outcome::MissingSignature => "MissingSignature",
+            Outcome::MalformedSignature => "MalformedSignature",
+            Outcome::BadSignature => "InvalidSignature",
+            Outcome::MalformedJson => "MalformedJson",
+            Outcome::InvalidEvent => "ValidationError",
+            Outcome::StaleEvent => "StaleEvent",
+            Outcome::NotFound => "NotFound",
+            Outcome::StaleTimestamp => "StaleTimestamp",
+            Outcome::MissingDeliveryId => "MissingDeliveryId",
+            Outcome::ReplayedDelivery => "ReplayedDelivery",
+            Outcome::ConfigError => "ConfigError",
+        }
+    }
+
+    /// Short snake_case label: the middle of the metric name.
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Accepted => "accepted",
@@ -68,6 +99,9 @@ impl Outcome {
             Outcome::InvalidEvent => "validation_error",
             Outcome::StaleEvent => "stale_event",
             Outcome::NotFound => "not_found",
+            Outcome::StaleTimestamp => "stale_timestamp",
+            Outcome::MissingDeliveryId => "missing_delivery_id",
+            Outcome::ReplayedDelivery => "replayed_delivery",
             Outcome::ConfigError => "config_error",
         }
     }
@@ -87,7 +121,31 @@ impl Outcome {
             Outcome::InvalidEvent => "webhook_filter_rejected_validation_error_total",
             Outcome::StaleEvent => "webhook_filter_rejected_stale_event_total",
             Outcome::NotFound => "webhook_filter_rejected_not_found_total",
+            Outcome::StaleTimestamp => "webhook_filter_rejected_stale_timestamp_total",
+            Outcome::MissingDeliveryId => "webhook_filter_rejected_missing_delivery_id_total",
+            Outcome::ReplayedDelivery => "webhook_filter_rejected_replayed_delivery_total",
             Outcome::ConfigError => "webhook_filter_config_errors_total",
         }
+    }
+}
+
+/// Per-webhook counter name: `webhook_filter_webhook_<webhook>_<label>_total`, where
+/// `<webhook>` is [`crate::config::Webhook::metric_name`] and `<label>` is
+/// [`Outcome::label`] (`accepted`, `invalid_signature`, ...). Only outcomes of guarded requests
+/// are counted per webhook (not `passed` or `not_found`).
+pub fn webhook_metric_name(webhook_metric: &str, outcome: Outcome) -> String {
+    format!(
+        "webhook_filter_webhook_{webhook_metric}_{}_total",
+        outcome.label()
+    )
+}
+
+impl Outcome {
+    /// Outcomes counted per webhook (every counted one except `passed` and `not_found`).
+    pub fn per_webhook(self) -> bool {
+        !matches!(
+            self,
+            Outcome::Passed | Outcome::NotFound | Outcome::ConfigError
+        )
     }
 }

@@ -63,6 +63,15 @@ impl SecretKey {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// HMAC-SHA256 of `prefix` followed by `body` (Stripe, Slack and Standard Webhooks sign a
+    /// timestamp and id before the body), without concatenating them.
+    pub fn tag_with_prefix(&self, prefix: &[u8], body: &[u8]) -> [u8; TAG_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(prefix);
+        mac.update(body);
+        mac.finalize().into_bytes().into()
+    }
 }
 
 impl std::fmt::Debug for SecretKey {

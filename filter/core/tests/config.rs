@@ -38,7 +38,8 @@ fn minimal_config_gets_documented_defaults() {
         w.scheme,
         Scheme::HmacSha256Hex {
             header: "x-webhook-signature".into(),
-            prefix: "sha256=".into()
+            prefix: "sha256=".into(),
+            delivery_id_header: None,
         }
     );
     assert_eq!(w.max_body_bytes, 65536);

@@ -111,7 +111,7 @@ fn wrong_secret_and_tampered_body_get_the_same_401() {
     }
     assert_eq!(reply(&wrong), reply(&tampered));
     let body = reply(&wrong);
-    assert_eq!(body["error_type"], "invalid_signature");
+    assert_eq!(body["error_type"], "InvalidSignature");
     assert_eq!(body["detail"], "invalid signature");
 }
 
@@ -120,7 +120,7 @@ fn reply_body_has_the_replaced_service_shape() {
     let r = run(b"new-secret", &edited(|v| v["username"] = "root".into())).unwrap_err();
     assert_eq!(r.status(), 422);
     let body = reply(&r);
-    assert_eq!(body["error_type"], "validation_error");
+    assert_eq!(body["error_type"], "ValidationError");
     assert_eq!(body["field"], "$.username");
     assert!(body["detail"].as_str().unwrap().starts_with("$.username: "));
     assert_eq!(body["timestamp"], "2025-06-08T12:31:00Z");
@@ -209,7 +209,7 @@ fn body_cap_boundary() {
     assert!(p.check_size(&c, 4096).is_ok());
     let r = p.check_size(&c, 4097).unwrap_err();
     assert_eq!(r.status(), 413);
-    assert_eq!(reply(&r)["error_type"], "body_too_large");
+    assert_eq!(reply(&r)["error_type"], "PayloadTooLarge");
     // A body that grew past the cap without a content-length is refused at finish too.
     let big = vec![b' '; 4097];
     assert_eq!(p.finish(&c, &big, now()).unwrap_err().status(), 413);

@@ -6,13 +6,17 @@
 //! ```text
 //! VM start ─▶ Root::on_configure: CompiledConfig::from_json(plugin config, std::env::var)
 //!               ├─ error: log at error, return false (Envoy refuses the configuration)
-//!               └─ ok: define one counter per Outcome; share Rc<Shared> with every request
+//!               └─ ok: define one counter per Outcome (and per webhook and Outcome);
+//!                  share Rc<Shared> with every request
 //! request  ─▶ on_http_request_headers: strip x-webhook-* headers we own, decide on headers
 //!               Pass ─▶ Continue · Reject ─▶ local reply
-//!               Inspect ─▶ set x-webhook-name/-verified, Continue (see below)
+//!               Inspect ─▶ set x-webhook-name/-verified/-delivery-id, Continue (see below)
 //!          ─▶ on_http_request_body: Pause (Envoy buffers) until end of stream, 413 as soon as
-//!               the buffered size passes the cap; at the end verify + validate, then record
+//!               the buffered size passes the cap; at the end verify + validate, then
+//!               (replay cache on) admit the delivery id into shared data with CAS, record
 //!               the matched secret id as filter state and Continue, or send the local reply
+//! response ─▶ on_http_response_headers / on_log: a delivery id admitted for a request the
+//!               upstream did not answer 2xx is forgotten again, so the sender's retry passes
 //! ```
 //! Returning `Pause` from the headers callback would stop Envoy from delivering the body at
 //! all (the host turns it into StopAllIteration), so the headers callback continues and
@@ -33,7 +37,12 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use webhook_core::config::{CompiledConfig, OWNED_HEADERS, SECRET_ID_PROPERTY};
 use webhook_core::flow::{self, HeadersDecision, Pending, Rejection};
-use webhook_core::metrics::Outcome;
+use webhook_core::metrics::{Outcome, webhook_metric_name};
+use webhook_core::{Error, replay};
+
+/// Compare-and-swap attempts on the replay cache before giving up (then the request is let
+/// through with a warning: the signature was valid, only the duplicate check is skipped).
+const CAS_ATTEMPTS: usize = 8;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -47,12 +56,33 @@ proxy_wasm::main! {{
 pub struct Shared {
     config: CompiledConfig,
     counters: [Option<u32>; Outcome::COUNTED.len()],
+    /// Per webhook (same order as the configuration), per counted outcome.
+    per_webhook: Vec<[Option<u32>; Outcome::COUNTED.len()]>,
+}
+
+fn define(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            warn!("webhook filter: cannot define {name}: {e:?}");
+            None
+        }
+    }
 }
 
 impl Shared {
-    fn count(&self, outcome: Outcome) {
-        let slot = Outcome::COUNTED.iter().position(|o| *o == outcome);
-        if let Some(Some(id)) = slot.and_then(|i| self.counters.get(i)) {
+    /// Increments the outcome's counter, and the webhook's own when `webhook` is known.
+    fn count(&self, outcome: Outcome, webhook: Option<usize>) {
+        let Some(slot) = Outcome::COUNTED.iter().position(|o| *o == outcome) else {
+            return;
+        };
+        if let Some(Some(id)) = self.counters.get(slot) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+        if let Some(Some(id)) = webhook
+            .and_then(|w| self.per_webhook.get(w))
+            .and_then(|c| c.get(slot))
+        {
             let _ = hostcalls::increment_metric(*id, 1);
         }
     }
@@ -81,17 +111,28 @@ impl RootContext for Root {
         }
         let mut counters = [None; Outcome::COUNTED.len()];
         for (slot, outcome) in counters.iter_mut().zip(Outcome::COUNTED) {
-            match hostcalls::define_metric(MetricType::Counter, outcome.metric_name()) {
-                Ok(id) => *slot = Some(id),
-                Err(e) => warn!(
-                    "webhook filter: cannot define {}: {e:?}",
-                    outcome.metric_name()
-                ),
-            }
+            *slot = define(outcome.metric_name());
         }
+        let per_webhook = config
+            .webhooks
+            .iter()
+            .map(|w| {
+                let mut c = [None; Outcome::COUNTED.len()];
+                for (slot, outcome) in c.iter_mut().zip(Outcome::COUNTED) {
+                    if outcome.per_webhook() {
+                        *slot = define(&webhook_metric_name(&w.metric_name, outcome));
+                    }
+                }
+                c
+            })
+            .collect();
         let names: Vec<&str> = config.webhooks.iter().map(|w| w.name.as_str()).collect();
         info!("webhook filter: configured, guarding {}", names.join(", "));
-        self.shared = Some(Rc::new(Shared { config, counters }));
+        self.shared = Some(Rc::new(Shared {
+            config,
+            counters,
+            per_webhook,
+        }));
         true
     }
 
@@ -100,6 +141,7 @@ impl RootContext for Root {
             shared: self.shared.clone(),
             state: State::Idle,
             buffered: 0,
+            admitted: None,
         }))
     }
 
@@ -123,13 +165,16 @@ pub struct Filter {
     state: State,
     /// Size of the body Envoy has buffered for us so far.
     buffered: usize,
+    /// Replay cache entry (shared-data key, delivery id) admitted for this request and not yet
+    /// confirmed by a 2xx from the upstream.
+    admitted: Option<(String, String)>,
 }
 
 impl Context for Filter {}
 
 impl Filter {
     fn reject(&mut self, shared: &Shared, rejection: &Rejection) -> Action {
-        shared.count(rejection.outcome());
+        shared.count(rejection.outcome(), rejection.webhook);
         let headers = rejection.headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let body = rejection.body(self.get_current_time());
@@ -146,8 +191,20 @@ impl Filter {
             self.get_http_request_body(0, self.buffered)
                 .unwrap_or_default()
         };
-        match pending.finish(&shared.config, &body, self.get_current_time()) {
+        let now = self.get_current_time();
+        match pending.finish(&shared.config, &body, now) {
             Ok(accepted) => {
+                if let (Some(id), Some(hook)) =
+                    (&accepted.replay_id, pending.webhook(&shared.config))
+                    && let Some(rc) = &hook.replay_cache
+                {
+                    let key = replay::shared_data_key(&hook.name);
+                    let unix = flow::unix_seconds(now);
+                    if let Err(e) = self.admit(&key, id, unix, rc) {
+                        let rejection = Rejection::from(e).with_webhook(pending.webhook_index());
+                        return self.reject(shared, &rejection);
+                    }
+                }
                 // Headers are read-only after the headers callback (Envoy answers NotFound, and
                 // the SDK's wrappers panic on any non-Ok status), so the matched secret travels
                 // as filter state, which the route turns into x-webhook-secret-id. Envoy accepts
@@ -158,12 +215,50 @@ impl Filter {
                 {
                     warn!("webhook filter: cannot record the matched secret id");
                 }
-                shared.count(Outcome::Accepted);
+                shared.count(Outcome::Accepted, Some(pending.webhook_index()));
                 self.state = State::Idle;
                 Action::Continue
             }
             Err(rejection) => self.reject(shared, &rejection),
         }
+    }
+
+    /// Adds `id` to the webhook's replay cache in shared data (compare-and-swap, bounded
+    /// retries); [`Error::Replayed`] if it is there already.
+    fn admit(
+        &mut self,
+        key: &str,
+        id: &str,
+        now: i64,
+        rc: &webhook_core::config::ReplayCacheConfig,
+    ) -> Result<(), Error> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (stored, cas) = self.get_shared_data(key);
+            let next = replay::admit(stored.as_deref(), id, now, rc)?;
+            if hostcalls::set_shared_data(key, Some(&next), cas).is_ok() {
+                self.admitted = Some((key.to_owned(), id.to_owned()));
+                return Ok(());
+            }
+        }
+        warn!("webhook filter: replay cache busy ({key}); delivery not recorded");
+        Ok(())
+    }
+
+    /// Forgets the admitted delivery id (the upstream did not take the delivery).
+    fn forget_admitted(&mut self) {
+        let Some((key, id)) = self.admitted.take() else {
+            return;
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let (stored, cas) = self.get_shared_data(&key);
+            let Some(next) = replay::forget(stored.as_deref(), &id) else {
+                return;
+            };
+            if hostcalls::set_shared_data(&key, Some(&next), cas).is_ok() {
+                return;
+            }
+        }
+        warn!("webhook filter: replay cache busy ({key}); delivery id not forgotten");
     }
 }
 
@@ -192,7 +287,7 @@ impl HttpContext for Filter {
         let decision = flow::on_request_headers(&shared.config, &method, &path, header);
         match decision {
             HeadersDecision::Pass => {
-                shared.count(Outcome::Passed);
+                shared.count(Outcome::Passed, None);
                 Action::Continue
             }
             HeadersDecision::Reject(rejection) => self.reject(&shared, &rejection),
@@ -237,5 +332,24 @@ impl HttpContext for Filter {
         };
         let pending = pending.clone();
         self.finish(&shared, &pending)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.admitted.is_some() {
+            let ok = self
+                .get_http_response_header(":status")
+                .is_some_and(|s| s.starts_with('2'));
+            if ok {
+                self.admitted = None;
+            } else {
+                self.forget_admitted();
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // No response from the upstream at all (reset, timeout): let the sender retry.
+        self.forget_admitted();
     }
 }

@@ -47,7 +47,7 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
     // 405 with allow.
     let head = http::head("GET", "/webhook", &[("x-webhook-signature", &good_sig)]);
     let r = b.send(&[head.as_bytes()]);
-    assert_rejected(&r, 405, "method_not_allowed");
+    assert_rejected(&r, 405, "MethodNotAllowed");
     assert_eq!(r.header("allow"), Some("POST"));
 
     // 415.
@@ -64,26 +64,26 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
     assert_rejected(
         &b.send(&[head.as_bytes(), &good]),
         415,
-        "unsupported_media_type",
+        "UnsupportedMediaType",
     );
 
     // 413 from content-length, before any body is read.
     let big = vec![b' '; 65537];
-    assert_rejected(&b.post_signed(NEW, &big), 413, "body_too_large");
+    assert_rejected(&b.post_signed(NEW, &big), 413, "PayloadTooLarge");
 
     // 401 missing / malformed / wrong secret / tampered body (same detail for the last two).
-    assert_rejected(&b.post(&good, &[]), 401, "missing_signature");
+    assert_rejected(&b.post(&good, &[]), 401, "MissingSignature");
     assert_rejected(
         &b.post(&good, &[("x-webhook-signature", "md5=abc")]),
         401,
-        "malformed_signature",
+        "MalformedSignature",
     );
-    let wrong = assert_rejected(&b.post_signed("guessed", &good), 401, "invalid_signature");
+    let wrong = assert_rejected(&b.post_signed("guessed", &good), 401, "InvalidSignature");
     let mut tampered = good.clone();
     let pos = http::find(&tampered, b"giovanni.mirarchi").unwrap();
     tampered[pos] = b'G';
     let r = b.post(&tampered, &[("x-webhook-signature", &good_sig)]);
-    let tampered_reply = assert_rejected(&r, 401, "invalid_signature");
+    let tampered_reply = assert_rejected(&r, 401, "InvalidSignature");
     assert_eq!(wrong["detail"], tampered_reply["detail"]);
 
     // Spoofed "already verified" headers change nothing.
@@ -94,23 +94,23 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
             ("x-webhook-secret-id", "current"),
         ],
     );
-    assert_rejected(&r, 401, "missing_signature");
+    assert_rejected(&r, 401, "MissingSignature");
 
     // 400 malformed JSON (validly signed).
     assert_rejected(
         &b.post_signed(NEW, b"{\"eventType\":"),
         400,
-        "malformed_json",
+        "MalformedJson",
     );
 
     // 422 with the JSON path: truncated README key, reserved user, YAML-breaking key comment.
     let truncated =
         fresh_event(|v| v["sshPublicKey"] = json!("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAACAQC..."));
-    let body = assert_rejected(&b.post_signed(NEW, &truncated), 422, "validation_error");
+    let body = assert_rejected(&b.post_signed(NEW, &truncated), 422, "ValidationError");
     assert_eq!(body["field"], "$.sshPublicKey");
     let root = fresh_event(|v| v["username"] = json!("root"));
     assert_eq!(
-        assert_rejected(&b.post_signed(NEW, &root), 422, "validation_error")["field"],
+        assert_rejected(&b.post_signed(NEW, &root), 422, "ValidationError")["field"],
         "$.username"
     );
     let inject = fresh_event(|v| {
@@ -118,16 +118,16 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
         v["sshPublicKey"] = json!(format!("{k}\nruncmd: [reboot]"));
     });
     assert_eq!(
-        assert_rejected(&b.post_signed(NEW, &inject), 422, "validation_error")["field"],
+        assert_rejected(&b.post_signed(NEW, &inject), 422, "ValidationError")["field"],
         "$.sshPublicKey"
     );
     let ends_early =
         fresh_event(|v| v["events"][1]["eventEnd"] = v["events"][1]["eventStart"].clone());
-    let body = assert_rejected(&b.post_signed(NEW, &ends_early), 422, "validation_error");
+    let body = assert_rejected(&b.post_signed(NEW, &ends_early), 422, "ValidationError");
     assert_eq!(body["field"], "$.events[1].eventEnd");
 
     // 422 stale: the fixture's own 2025 timestamp is outside the one-hour window.
-    let body = assert_rejected(&b.post_signed(NEW, START), 422, "stale_event");
+    let body = assert_rejected(&b.post_signed(NEW, START), 422, "StaleEvent");
     assert_eq!(body["field"], "$.timestamp");
 
     // Not one byte of any of the above reached the upstream: a valid request sent last is the
@@ -217,7 +217,7 @@ fn chunked_and_many_chunk_bodies_are_accepted_and_forwarded_intact() {
     let encoded = http::chunked(&body, 100);
     let mut parts: Vec<&[u8]> = vec![head.as_bytes()];
     parts.extend(split_writes(&encoded, 108, 40));
-    assert_rejected(&b.send(&parts), 401, "invalid_signature");
+    assert_rejected(&b.send(&parts), 401, "InvalidSignature");
     assert_eq!(b.upstream.requests().len(), 3);
 }
 
@@ -244,7 +244,7 @@ fn body_cap_exactly_at_passes_one_byte_over_is_413() {
 
     let r = b.post_signed(NEW, &at_cap);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_rejected(&b.post_signed(NEW, &over), 413, "body_too_large");
+    assert_rejected(&b.post_signed(NEW, &over), 413, "PayloadTooLarge");
 
     // Same sizes without content-length: the running size is checked in the body callbacks.
     for (body, want) in [(&at_cap, 200), (&over, 413)] {
@@ -291,7 +291,7 @@ fn rotation_current_and_previous_secret_both_pass() {
     assert_rejected(
         &b.post_signed("retired-secret", &body),
         401,
-        "invalid_signature",
+        "InvalidSignature",
     );
     let ids: Vec<Vec<String>> = b
         .upstream
@@ -326,7 +326,7 @@ fn unsigned_mode_forwards_valid_unsigned_events_and_still_validates() {
     assert_eq!(reqs[0].header_values("x-webhook-verified"), ["unsigned"]);
     assert!(reqs[0].header_values("x-webhook-secret-id").is_empty());
     let bad = fresh_event(|v| v["username"] = json!("-rf"));
-    assert_rejected(&b.post(&bad, &[]), 422, "validation_error");
+    assert_rejected(&b.post(&bad, &[]), 422, "ValidationError");
     assert_eq!(b.upstream.requests().len(), 1);
 }
 
@@ -373,7 +373,7 @@ fn unguarded_health_paths_pass_without_signature_and_spoofed_headers_are_strippe
             ("content-length", &len),
         ],
     );
-    assert_rejected(&b.send(&[head.as_bytes(), &body]), 401, "missing_signature");
+    assert_rejected(&b.send(&[head.as_bytes(), &body]), 401, "MissingSignature");
     assert_eq!(b.upstream.requests().len(), 2);
     assert_eq!(b.counter(Outcome::Passed.metric_name()), 3);
 }
@@ -437,7 +437,7 @@ fn without_the_buffer_filter_a_rejected_request_leaks_its_headers() {
         ],
     );
     // Headers first, body in a later write: the verdict comes after the router acted.
-    assert_rejected(&b.send(&[head.as_bytes(), &good]), 401, "invalid_signature");
+    assert_rejected(&b.send(&[head.as_bytes(), &good]), 401, "InvalidSignature");
     let mut leaked = 0;
     for _ in 0..40 {
         leaked = b.upstream.total_bytes().saturating_sub(forwarded);
