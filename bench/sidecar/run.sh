@@ -2,7 +2,7 @@
 # Sidecar benchmarks on a local real kube-apiserver (see BENCHMARKS.md, "## Sidecar").
 #
 # Builds the stripped release binary, then runs the driver (sidecar/examples/bench.rs), which
-# starts a private etcd + kube-apiserver, runs the binary as the ServiceAccount of k8s/rbac.yaml
+# starts a private etcd + kube-apiserver, runs the binary as the ServiceAccount of k8s/base/rbac.yaml
 # and prints one Markdown table row per figure.
 #
 # Needs KUBE_TESTBIN (dir with kube-apiserver and etcd); falls back to tools/build-testbin.sh.

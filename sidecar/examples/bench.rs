@@ -59,7 +59,7 @@ async fn main() {
     let admin = server.client().await.unwrap();
     let ns = server.create_namespace("bench").await.unwrap();
     server
-        .apply_file("k8s/rbac.yaml", &ns, false)
+        .apply_file("k8s/base/rbac.yaml", &ns, false)
         .await
         .unwrap();
     let kubeconfig = server

@@ -116,7 +116,7 @@ impl Bench {
         let admin = server.client().await.unwrap();
         let ns = server.create_namespace(prefix).await.unwrap();
         server
-            .apply_file("k8s/rbac.yaml", &ns, false)
+            .apply_file("k8s/base/rbac.yaml", &ns, false)
             .await
             .unwrap();
         let kubeconfig = server.service_account_kubeconfig(&ns, SA).await.unwrap();

@@ -352,7 +352,7 @@ impl ApiServer {
 
     /// Mints a token for an existing ServiceAccount (TokenRequest, 1 h) and writes a kubeconfig
     /// for it (context namespace `namespace`). Applies nothing: create the ServiceAccount first,
-    /// e.g. with `apply_file("k8s/rbac.yaml", ns, false)`.
+    /// e.g. with `apply_file("k8s/base/rbac.yaml", ns, false)`.
     pub async fn service_account_kubeconfig(
         &self,
         namespace: &str,

@@ -5,7 +5,7 @@
 //!    │                                        127.0.0.1:<free>          127.0.0.1:<free>, TLS
 //!    │   installs k8s/crd/ (BareMetalHost), admin token (system:masters), SA signing key
 //!    ├─ create_namespace("t") ─▶ one namespace per test
-//!    ├─ apply_file("k8s/rbac.yaml", ns) + service_account_kubeconfig(ns, sa) ─▶ least-privilege client
+//!    ├─ apply_file("k8s/base/rbac.yaml", ns) + service_account_kubeconfig(ns, sa) ─▶ least-privilege client
 //!    ├─ create_bmh(..) ─▶ BareMetalHost in state `available`
 //!    ├─ StandInOperator::start(client, ns) ─▶ watches BMHs, writes status via /status (SIMULATION)
 //!    └─ NotificationSink::start() ─▶ records the sidecar's notification POSTs

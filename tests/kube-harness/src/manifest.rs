@@ -98,7 +98,7 @@ impl ApiServer {
     }
 
     /// Applies a manifest file as admin. A relative path is taken from the repository root,
-    /// so `apply_file("k8s/rbac.yaml", &ns, false)` works from any test crate.
+    /// so `apply_file("k8s/base/rbac.yaml", &ns, false)` works from any test crate.
     pub async fn apply_file(
         &self,
         path: impl AsRef<Path>,

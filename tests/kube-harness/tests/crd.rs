@@ -158,7 +158,10 @@ async fn status_is_a_subresource_with_upstream_enums() {
 async fn dry_run_apply_validates_but_stores_nothing() {
     let server = ApiServer::shared().await.unwrap();
     let ns = server.create_namespace("dry").await.unwrap();
-    let out = server.apply_file("k8s/rbac.yaml", &ns, true).await.unwrap();
+    let out = server
+        .apply_file("k8s/base/rbac.yaml", &ns, true)
+        .await
+        .unwrap();
     assert_eq!(out.len(), 3);
     let sas: Api<ServiceAccount> = Api::namespaced(server.client().await.unwrap(), &ns);
     assert!(sas.get_opt("bmh-webhook-sidecar").await.unwrap().is_none());

@@ -1,4 +1,4 @@
-//! k8s/rbac.yaml, applied into a namespace, lets the sidecar's ServiceAccount do its job there
+//! k8s/base/rbac.yaml, applied into a namespace, lets the sidecar's ServiceAccount do its job there
 //! and nothing else. Asserts what a user of that token sees: allowed calls succeed, the rest
 //! answer 403.
 
@@ -38,7 +38,7 @@ async fn setup(prefix: &str) -> (&'static ApiServer, Client, Client, String) {
     let admin = server.client().await.unwrap();
     let ns = server.create_namespace(prefix).await.unwrap();
     let applied = server
-        .apply_file("k8s/rbac.yaml", &ns, false)
+        .apply_file("k8s/base/rbac.yaml", &ns, false)
         .await
         .unwrap();
     let kinds: Vec<_> = applied
