@@ -39,11 +39,10 @@ impl ReplayCache {
     /// Decodes stored bytes; lines that do not parse are dropped (never an error: a damaged
     /// cache only forgets).
     pub fn decode(bytes: &[u8]) -> Self {
-        let text = std::str::from_utf8(bytes).unwrap_or("");
-        let entries = text
-            .lines()
+        let entries = bytes
+            .split(|b| *b == b'\n')
             .filter_map(|l| {
-                let (exp, id) = l.split_once(' ')?;
+                let (exp, id) = std::str::from_utf8(l).ok()?.split_once(' ')?;
                 let exp = exp.parse::<i64>().ok()?;
                 valid_id(id).then(|| (exp, id.to_owned()))
             })

@@ -260,3 +260,34 @@ fn every_counted_outcome_has_a_distinct_prometheus_name() {
         );
     }
 }
+
+#[test]
+fn error_types_are_pascal_case_like_the_sidecar_and_metric_names_snake_case() {
+    for o in Outcome::COUNTED {
+        let t = o.error_type();
+        assert!(
+            t.starts_with(|c: char| c.is_ascii_uppercase())
+                && t.bytes().all(|b| b.is_ascii_alphabetic()),
+            "{t}"
+        );
+    }
+    assert_eq!(Outcome::BodyTooLarge.error_type(), "PayloadTooLarge");
+    assert_eq!(Outcome::ReplayedDelivery.error_type(), "ReplayedDelivery");
+    assert_eq!(
+        webhook_core::metrics::webhook_metric_name("github_app", Outcome::BadSignature),
+        "webhook_filter_webhook_github_app_invalid_signature_total"
+    );
+    // Webhook names become metric-safe; two names that collide there are refused.
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"GitHub.App-1","path":"/a","allow_unsigned":true}]}"#,
+        |_| None,
+    )
+    .unwrap();
+    assert_eq!(c.webhooks[0].metric_name, "github_app_1");
+    let e = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"a.b","path":"/a","allow_unsigned":true},{"name":"a-b","path":"/b","allow_unsigned":true}]}"#,
+        |_| None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("metric name"), "{e}");
+}

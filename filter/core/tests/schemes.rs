@@ -67,6 +67,9 @@ fn config_with(json: &str) -> CompiledConfig {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// What the flow answered, with the headers it would set upstream.
+type RunResult = Result<(Accepted, Vec<(&'static str, String)>), Rejection>;
+
 thread_local! {
     static SECRET: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
@@ -76,12 +79,7 @@ fn with_secret(secret: &str) {
 }
 
 /// Runs one request through the flow: headers (content type added), then body at `now`.
-fn run(
-    cfg: &CompiledConfig,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    now: i64,
-) -> Result<(Accepted, Vec<(&'static str, String)>), Rejection> {
+fn run(cfg: &CompiledConfig, headers: &[(&str, &str)], body: &[u8], now: i64) -> RunResult {
     let lookup = |name: &str| {
         headers
             .iter()
@@ -99,7 +97,7 @@ fn run(
 }
 
 #[track_caller]
-fn rejected(r: Result<(Accepted, Vec<(&'static str, String)>), Rejection>, outcome: Outcome) {
+fn rejected(r: RunResult, outcome: Outcome) {
     match r {
         Ok(_) => panic!("accepted, expected {outcome:?}"),
         Err(r) => assert_eq!(r.outcome(), outcome, "{:?}", r.error),
@@ -107,9 +105,7 @@ fn rejected(r: Result<(Accepted, Vec<(&'static str, String)>), Rejection>, outco
 }
 
 #[track_caller]
-fn accepted(
-    r: Result<(Accepted, Vec<(&'static str, String)>), Rejection>,
-) -> Vec<(&'static str, String)> {
+fn accepted(r: RunResult) -> Vec<(&'static str, String)> {
     match r {
         Ok((a, up)) => {
             assert_eq!(

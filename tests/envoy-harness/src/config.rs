@@ -42,6 +42,9 @@ pub struct EnvoyConfig {
     /// Put `envoy.filters.http.buffer` after the wasm filter (the zero-bytes arrangement).
     /// Only benchmarks turn it off, to measure its cost.
     pub buffer_after_filter: bool,
+    /// More exact paths routed to the `sidecar` cluster like `/webhook` (other webhooks guarded
+    /// by the same filter instance). Empty in the deployment.
+    pub extra_paths: Vec<String>,
 }
 
 impl EnvoyConfig {
@@ -56,6 +59,7 @@ impl EnvoyConfig {
             plugin_config: DEFAULT_PLUGIN_CONFIG.into(),
             host_env_keys: vec!["WEBHOOK_SECRET".into(), "WEBHOOK_SECRET_PREVIOUS".into()],
             buffer_after_filter: true,
+            extra_paths: Vec::new(),
         }
     }
 
@@ -166,14 +170,14 @@ static_resources:
               routes:
               - match: {{ path: /webhook }}
                 route: {{ cluster: sidecar, timeout: 30s }}{secret_id}
-              - match: {{ path: /healthz }}
+{extra}              - match: {{ path: /healthz }}
                 route: {{ cluster: sidecar, timeout: 5s }}{no_buffer}
               - match: {{ path: /readyz }}
                 route: {{ cluster: sidecar, timeout: 5s }}{no_buffer}
               - match: {{ prefix: / }}
                 direct_response:
                   status: 404
-                  body: {{ inline_string: '{{"detail":"not found","error_type":"not_found"}}' }}
+                  body: {{ inline_string: '{{"detail":"not found","error_type":"NotFound"}}' }}
           http_filters:
 {filters}          - name: envoy.filters.http.router
             typed_config:
@@ -196,6 +200,15 @@ static_resources:
             } else {
                 ""
             },
+            extra = self
+                .extra_paths
+                .iter()
+                .map(|p| format!(
+                    "              - match: {{ path: {} }}\n                route: {{ cluster: sidecar, timeout: 30s }}{}\n",
+                    yaml_quote(p),
+                    if self.wasm_path.is_some() { SECRET_ID_HEADER_TO_ADD } else { "" }
+                ))
+                .collect::<String>(),
             laddr = self.listener_address,
             lport = self.listener_port,
             uaddr = self.upstream.ip(),

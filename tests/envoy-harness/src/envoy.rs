@@ -63,6 +63,20 @@ pub fn filter_wasm() -> Result<PathBuf> {
     }
 }
 
+/// The filter artifact with JSON Schema support (`filter/build.sh` builds it next to the
+/// default one): `$FILTER_WASM_JSONSCHEMA`, else `webhook_filter_jsonschema.wasm` beside
+/// [`filter_wasm`].
+pub fn filter_wasm_jsonschema() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FILTER_WASM_JSONSCHEMA") {
+        return existing("FILTER_WASM_JSONSCHEMA", PathBuf::from(p));
+    }
+    let default = filter_wasm()?;
+    existing(
+        "webhook_filter_jsonschema.wasm next to FILTER_WASM (run filter/build.sh)",
+        default.with_file_name("webhook_filter_jsonschema.wasm"),
+    )
+}
+
 /// A loopback port that was free a moment ago (bind to port 0, read it, release it).
 pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Io("bind a free port", e))?;

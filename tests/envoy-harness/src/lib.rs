@@ -22,7 +22,7 @@ pub mod http;
 pub mod upstream;
 
 pub use config::EnvoyConfig;
-pub use envoy::{Envoy, envoy_bin, filter_wasm, free_port};
+pub use envoy::{Envoy, envoy_bin, filter_wasm, filter_wasm_jsonschema, free_port};
 pub use upstream::RecordingUpstream;
 
 /// Errors of the harness (setup problems, never request outcomes).

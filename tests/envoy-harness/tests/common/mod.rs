@@ -35,6 +35,16 @@ impl Bench {
     }
 
     pub fn start_with(plugin_config: &str, env: &[(&str, &str)], buffer: bool) -> Bench {
+        Self::start_full(plugin_config, env, |cfg| cfg.buffer_after_filter = buffer)
+    }
+
+    /// Like [`Bench::start`], with `edit` applied to the Envoy configuration (extra paths,
+    /// environment keys, another artifact, another upstream address).
+    pub fn start_full(
+        plugin_config: &str,
+        env: &[(&str, &str)],
+        edit: impl Fn(&mut EnvoyConfig),
+    ) -> Bench {
         let upstream = RecordingUpstream::start().unwrap();
         let wasm = filter_wasm().unwrap_or_else(|e| panic!("{e}"));
         // A port found free can be taken by someone else before Envoy binds it: retry with new
@@ -48,7 +58,7 @@ impl Bench {
                 Some(wasm.clone()),
                 plugin_config,
             );
-            cfg.buffer_after_filter = buffer;
+            edit(&mut cfg);
             match Envoy::start(&cfg, env) {
                 Ok(envoy) => return Bench { envoy, upstream },
                 Err(e) => {
@@ -76,13 +86,22 @@ impl Bench {
 
     /// POST /webhook with JSON content type, content-length, and the given extra headers.
     pub fn post(&self, body: &[u8], extra: &[(&str, &str)]) -> Response {
+        self.post_to("/webhook", body, extra)
+    }
+
+    /// POST `path` with JSON content type (unless `extra` has one), content-length, and the
+    /// given extra headers.
+    pub fn post_to(&self, path: &str, body: &[u8], extra: &[(&str, &str)]) -> Response {
         let len = body.len().to_string();
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("content-length", len.as_str()),
-        ];
+        let mut headers = vec![("content-length", len.as_str())];
+        if !extra
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("content-type", "application/json"));
+        }
         headers.extend_from_slice(extra);
-        let head = http::head("POST", "/webhook", &headers);
+        let head = http::head("POST", path, &headers);
         self.send(&[head.as_bytes(), body])
     }
 
