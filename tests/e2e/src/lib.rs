@@ -244,17 +244,22 @@ impl Stack {
         self.envoy.listener()
     }
 
-    /// POSTs `body` to `/webhook` through Envoy, signed with the stack's secret.
-    pub fn post_signed(&self, body: &[u8]) -> Result<Response> {
-        let sig = sign(&self.secret, body);
-        post_webhook(
-            self.listener(),
-            body,
-            &[
-                ("content-type", "application/json"),
-                ("x-webhook-signature", &sig),
-            ],
-        )
+    /// POSTs `body` to `/webhook` through Envoy as the reservation system does: JSON, signed
+    /// with the stack's secret. The blocking client runs off the async runtime.
+    pub async fn send_signed(&self, body: Vec<u8>) -> Result<Response> {
+        let (addr, secret) = (self.listener(), self.secret.clone());
+        tokio::task::spawn_blocking(move || {
+            let sig = sign(&secret, &body);
+            post_webhook(
+                addr,
+                &body,
+                &[
+                    ("content-type", "application/json"),
+                    ("x-webhook-signature", &sig),
+                ],
+            )
+        })
+        .await?
     }
 }
 

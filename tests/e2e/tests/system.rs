@@ -49,22 +49,7 @@ async fn signed_sample_event_provisions_the_host_and_notifies_then_end_releases_
 
     // EVENT_START through Envoy: 202 with one result per reserved resource.
     let start = fresh(&fixture("event-start.json").unwrap());
-    let resp = {
-        let body = start.clone();
-        let (addr, secret) = (stack.listener(), stack.secret.clone());
-        blocking(move || {
-            post_webhook(
-                addr,
-                &body,
-                &[
-                    ("content-type", "application/json"),
-                    ("x-webhook-signature", &sign(&secret, &body)),
-                ],
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let resp = stack.send_signed(start.clone()).await.unwrap();
     assert_eq!(resp.status, 202, "{}", String::from_utf8_lossy(&resp.body));
     let answer = json(&resp.body);
     assert_eq!(answer["eventType"], "EVENT_START");
@@ -120,21 +105,7 @@ async fn signed_sample_event_provisions_the_host_and_notifies_then_end_releases_
 
     // EVENT_END from the same reservation: image removed, Secret deleted, host available.
     let end = fresh(&fixture("event-end.json").unwrap());
-    let resp = {
-        let (addr, secret) = (stack.listener(), stack.secret.clone());
-        blocking(move || {
-            post_webhook(
-                addr,
-                &end,
-                &[
-                    ("content-type", "application/json"),
-                    ("x-webhook-signature", &sign(&secret, &end)),
-                ],
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let resp = stack.send_signed(end).await.unwrap();
     assert_eq!(resp.status, 202, "{}", String::from_utf8_lossy(&resp.body));
     assert_eq!(json(&resp.body)["results"][0]["result"], "releasing");
     let got = sink.wait_for(2, WAIT).await.unwrap();
@@ -264,21 +235,8 @@ async fn requests_rejected_at_the_edge_never_reach_the_sidecar() {
     assert!(stack.sink.as_ref().unwrap().received().is_empty());
 
     // Control: the counter does see a request that passes the filter.
-    let (addr, secret) = (stack.listener(), stack.secret.clone());
-    let ok = blocking(move || {
-        let good = fresh(&fixture("event-start.json").unwrap());
-        let sig = sign(&secret, &good);
-        post_webhook(
-            addr,
-            &good,
-            &[
-                ("content-type", "application/json"),
-                ("x-webhook-signature", sig.as_str()),
-            ],
-        )
-        .unwrap()
-    })
-    .await;
+    let good = fresh(&fixture("event-start.json").unwrap());
+    let ok = stack.send_signed(good).await.unwrap();
     assert_eq!(ok.status, 202);
     assert_eq!(sidecar_webhook_requests(&stack), before + 1);
 }
@@ -308,22 +266,7 @@ async fn a_repeated_delivery_through_envoy_changes_nothing() {
     let ns = stack.namespace.clone();
     let body = fresh(&fixture("event-start.json").unwrap());
 
-    let first = {
-        let b = body.clone();
-        let (addr, s) = (stack.listener(), stack.secret.clone());
-        blocking(move || {
-            post_webhook(
-                addr,
-                &b,
-                &[
-                    ("content-type", "application/json"),
-                    ("x-webhook-signature", &sign(&s, &b)),
-                ],
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let first = stack.send_signed(body.clone()).await.unwrap();
     assert_eq!(first.status, 202);
     wait_for_state(&admin, &ns, "lab-server-a1", "provisioned", WAIT)
         .await
@@ -342,21 +285,7 @@ async fn a_repeated_delivery_through_envoy_changes_nothing() {
     .await
     .unwrap();
 
-    let again = {
-        let (addr, s) = (stack.listener(), stack.secret.clone());
-        blocking(move || {
-            post_webhook(
-                addr,
-                &body,
-                &[
-                    ("content-type", "application/json"),
-                    ("x-webhook-signature", &sign(&s, &body)),
-                ],
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let again = stack.send_signed(body).await.unwrap();
     assert_eq!(again.status, 202, "a redelivery is a success");
     assert_eq!(json(&again.body)["results"][0]["result"], "already_done");
     tokio::time::sleep(Duration::from_secs(2)).await;
