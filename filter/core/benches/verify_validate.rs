@@ -45,6 +45,86 @@ mod native {
                 })
             });
         }
+        // The same body through `schema: {"json_schema": <schemas/reservation-event.schema.json>}`
+        // (unsigned, so only the body check differs from "decide ... 1st secret" minus HMAC).
+        #[cfg(feature = "json-schema")]
+        {
+            let schema = include_str!("../../../schemas/reservation-event.schema.json");
+            for (name, schema_json) in [
+                (
+                    "body check 2KB reservation_event (Rust rules)",
+                    "\"reservation_event\"".to_owned(),
+                ),
+                (
+                    "body check 2KB json_schema (reservation schema)",
+                    format!("{{\"json_schema\":{schema}}}"),
+                ),
+            ] {
+                let json = format!(
+                    r#"{{"webhooks":[{{"name":"r","path":"/webhook","allow_unsigned":true,
+                        "replay_window_seconds":0,"schema":{schema_json}}}]}}"#
+                );
+                let Ok(cfg) = CompiledConfig::from_json(json.as_bytes(), |_| None) else {
+                    return;
+                };
+                c.bench_function(name, |b| {
+                    b.iter(|| {
+                        let header = |name: &str| {
+                            (name == "content-type").then(|| "application/json".to_owned())
+                        };
+                        let HeadersDecision::Inspect(p) =
+                            flow::on_request_headers(&cfg, "POST", "/webhook", header)
+                        else {
+                            return false;
+                        };
+                        p.finish(&cfg, black_box(BODY), now).is_ok()
+                    })
+                });
+            }
+        }
+        // Other schemes' header parsing + HMAC over the same 2 KB body (schema "json").
+        for (name, scheme, secret) in [
+            (
+                "scheme stripe 2KB",
+                r#"{"type":"stripe","tolerance_seconds":0}"#,
+                "whsec_abc",
+            ),
+            (
+                "scheme standard_webhooks 2KB",
+                r#"{"type":"standard_webhooks","tolerance_seconds":0}"#,
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+        ] {
+            let json = format!(
+                r#"{{"webhooks":[{{"name":"s","path":"/s","scheme":{scheme},"schema":"json",
+                    "secrets":[{{"env":"S"}}]}}]}}"#
+            );
+            let Ok(cfg) = CompiledConfig::from_json(json.as_bytes(), |_| Some(secret.to_owned()))
+            else {
+                return;
+            };
+            let stripe = webhook_core::scheme::sign_stripe(secret, 1, BODY);
+            let std = webhook_core::scheme::sign_standard_webhooks(secret, "m", 1, BODY)
+                .unwrap_or_default();
+            c.bench_function(name, |b| {
+                b.iter(|| {
+                    let header = |n: &str| match n {
+                        "content-type" => Some("application/json".to_owned()),
+                        "stripe-signature" => Some(stripe.clone()),
+                        "webhook-signature" => Some(std.clone()),
+                        "webhook-id" => Some("m".to_owned()),
+                        "webhook-timestamp" => Some("1".to_owned()),
+                        _ => None,
+                    };
+                    let HeadersDecision::Inspect(p) =
+                        flow::on_request_headers(&cfg, "POST", "/s", header)
+                    else {
+                        return false;
+                    };
+                    p.finish(&cfg, black_box(BODY), now).is_ok()
+                })
+            });
+        }
         c.bench_function("event::validate 2KB", |b| {
             b.iter(|| webhook_core::event::validate(black_box(BODY)).is_ok())
         });
