@@ -9,7 +9,8 @@
 #      body: the ~2 KB signed EVENT_START fixture with a fresh timestamp.
 #   2. Zero unauthenticated bytes: wrk with a wrong signature against Envoy + filter, and
 #      the upstream's received-bytes counter must not move.
-#   3. Native criterion benchmark of headers+verify+validate (webhook-core).
+#   3. Native criterion benchmark of headers+verify+validate (webhook-core), JSON Schema and
+#      other schemes included.
 #   4. Size of the optimised .wasm.
 # Usage: bench/filter/run.sh [DURATION=10] [ROUNDS=3]. Needs wrk, wasm-opt, openssl.
 set -euo pipefail
@@ -91,24 +92,38 @@ start_envoy() { # $1 = config file, $2 = admin port; env WEBHOOK_SECRET passed t
 up_rx() { curl -s "http://127.0.0.1:$up_admin/stats?filter=^http.upstream.downstream_rq_total$" | awk '{print $2}'; }
 start_envoy "$work/upstream.yaml" "$up_admin"
 
+# "jsonschema": the second artifact validating the same body against
+# schemas/reservation-event.schema.json instead of the Rust rules (prices JSON Schema).
+wasm_js="$(dirname "$wasm")/webhook_filter_jsonschema.wasm"
+js_config=$(python3 - <<'PY'
+import json
+cfg = {"webhooks": [{"name": "reservations", "path": "/webhook",
+                     "secrets": [{"env": "WEBHOOK_SECRET"}],
+                     "schema": {"json_schema": json.load(open("schemas/reservation-event.schema.json"))}}]}
+print(json.dumps(cfg, separators=(",", ":")))
+PY
+)
 declare -A port
-variants="nofilter passthru filter nobuffer"
+variants=${VARIANTS:-"nofilter passthru filter nobuffer jsonschema"}
 for variant in $variants; do
   p=$(free_port); a=$(free_port); port[$variant]=$p
   args=(--loopback --listener-port "$p" --admin-port "$a" --upstream "127.0.0.1:$up_port" --wasm "$wasm")
   case $variant in
     nofilter) args+=(--no-filter);;
     nobuffer) args+=(--no-buffer);;
+    jsonschema) args+=(--wasm "$wasm_js" --plugin-config "$js_config");;
     passthru) args+=(--plugin-config '{"webhooks":[{"name":"other","path":"/elsewhere","secrets":[{"env":"WEBHOOK_SECRET"}]}]}');;
   esac
   "$render" "${args[@]}" > "$work/$variant.yaml"
   start_envoy "$work/$variant.yaml" "$a"
 done
 
-# Sanity: the signed body passes, the bad one is refused.
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
-  -H "x-webhook-signature: sha256=$sig" --data-binary @"$work/body.json" "http://127.0.0.1:${port[filter]}/webhook")
-[ "$code" = 200 ] || { echo "signed request got $code" >&2; exit 1; }
+# Sanity: the signed body passes every filter variant.
+for variant in $variants; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    -H "x-webhook-signature: sha256=$sig" --data-binary @"$work/body.json" "http://127.0.0.1:${port[$variant]}/webhook")
+  [ "$code" = 200 ] || { echo "signed request got $code from $variant" >&2; exit 1; }
+done
 
 run_wrk() { # $1 = variant, $2 = lua
   timeout $((DURATION + 20)) wrk -t1 -c2 -d"${DURATION}s" --latency -s "$2" "http://127.0.0.1:${port[$1]}/webhook"
@@ -127,11 +142,14 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 mean() { tr ' ' '\n' <<<"$1" | awk 'NF {s+=$1; n++} END {printf "%.0f", s/n}'; }
-base=$(mean "${rps[nofilter]}"); withf=$(mean "${rps[filter]}"); nob=$(mean "${rps[nobuffer]}")
-pass=$(mean "${rps[passthru]}")
 echo
-echo "mean req/s: no filter $base, filter+buffer $withf, filter without buffer $nob, passthru $pass"
-awk -v a="$withf" -v b="$base" -v c="$nob" -v d="$pass" 'BEGIN {printf "ratio filter+buffer / no filter: %.3f\nratio filter without buffer / no filter: %.3f\nratio passthru (proxy-wasm + buffer, no checks) / no filter: %.3f\n", a/b, c/b, d/b}'
+for variant in $variants; do echo "mean req/s $variant: $(mean "${rps[$variant]}")"; done
+if [ -n "${rps[nofilter]:-}" ]; then
+  base=$(mean "${rps[nofilter]}")
+  for variant in $variants; do
+    awk -v a="$(mean "${rps[$variant]}")" -v b="$base" -v v="$variant" 'BEGIN {printf "ratio %s / nofilter: %.3f\n", v, a/b}'
+  done
+fi
 
 before=$(up_rx)
 bad=$(run_wrk filter "$work/bad.lua")
@@ -143,5 +161,6 @@ echo "upstream requests received during it: $((after - before)) (must be 0)"
 
 echo
 echo "wasm size: $(stat -c %s "$wasm") bytes ($wasm); body: $body_len bytes"
+echo "wasm size with JSON Schema: $(stat -c %s "$wasm_js") bytes ($wasm_js)"
 echo
 cargo bench -q --locked -p webhook-core --bench verify_validate 2>&1 | grep -E "time:|^[a-z].*KB" || true

@@ -1,5 +1,6 @@
-//! Pure core of the webhook edge filter: configuration, signature verification, reservation
-//! event validation and the per-request decision. No proxy-wasm types and no I/O, so all of it
+//! Pure core of the webhook edge filter: configuration (several webhooks, each with its sender's
+//! signature scheme), signature verification, reservation event and JSON Schema validation,
+//! the replay cache logic and the per-request decision. No proxy-wasm types and no I/O, so all of it
 //! is tested natively and under `wasm32-unknown-unknown`; the `webhook-filter` crate is a thin
 //! proxy-wasm adapter over it, and the sidecar reuses [`event`] and [`signature`].
 //!
@@ -9,24 +10,30 @@
 //!            │  flow::on_request_headers(cfg, method, path, header lookup)
 //!            │    route by path ─ no webhook ─▶ Pass (or 404 with `unmatched: reject`)
 //!            │    method (405) ─ content type (415) ─ content-length vs cap (413)
-//!            │    signature header present and well formed (401)
+//!            │    Scheme::present: the sender's signature headers (401) ─ delivery id (400)
 //!            ▼
 //!          adapter: on_http_request_body (buffer until end of stream)
 //!            │  Pending::check_size(buffered)          413 as soon as the cap is passed
 //!            │  Pending::finish(body, now)
-//!            │    HMAC-SHA256 against every active secret (401)
-//!            │    JSON (400) ─ event::validate (422 + JSON path) ─ replay window (422)
+//!            │    sender timestamp tolerance (401) ─ HMAC-SHA256 against every secret (401)
+//!            │    JSON (400) ─ event rules or JSON Schema (422 + JSON path) ─ replay window
 //!            ▼
-//!          Accepted { secret_id } ─▶ forwarded; or Rejection ─▶ JSON reply + counter
+//!          Accepted { secret_id, replay_id } ─▶ adapter: replay::admit in shared data (409)
+//!            ─▶ forwarded; or Rejection ─▶ JSON reply + counters (total and per webhook)
 //! ```
 //!
 //! # Layout
 //! - [`config`]: the plugin configuration (serde, `deny_unknown_fields`) and its compiled form.
+//! - [`scheme`]: each sender's scheme (headers, signed bytes, key, tolerance) and `sign_*`.
 //! - [`signature`]: HMAC-SHA256 hex signing ([`signature::sign_hex`]) and verification.
+//! - [`replay`]: the bounded, expiring cache of delivery ids (stored by the adapter).
 //! - [`event`]: the shared reservation event types and [`event::validate`].
 //! - [`flow`]: the per-request decision the adapter drives.
 //! - [`metrics`]: outcomes and their Prometheus counter names.
 //! - [`error`]: the crate's error type, with HTTP status, `error_type` and outcome per variant.
+//!
+//! Feature `json-schema` (default here; off in the default filter artifact): `schema:
+//! {"json_schema": ...}` through the `jsonschema` crate.
 #![forbid(unsafe_code)]
 
 pub mod config;
