@@ -161,16 +161,31 @@ async fn every_answer_of_the_public_api_is_documented_and_matches_its_schema() {
 /// A change that makes an event invalid.
 type Mutation = Box<dyn Fn(&mut Value)>;
 
-/// The documented request schema and the filter's validator agree on the fixtures and on
+/// The documented request schema, schemas/reservation-event.schema.json and the filter's
+/// validator agree on the fixtures and on
 /// invalid events a schema can express.
 #[test]
 fn request_schema_agrees_with_the_filter_validator() {
     let doc = openapi();
     let v = schema(&doc, "ReservationEvent");
+    // The standalone JSON Schema (the filter's json_schema option) must agree as well.
+    let standalone: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("schemas/reservation-event.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let file = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&standalone)
+        .unwrap();
     for name in ["event-start.json", "event-end.json"] {
         let body = fixture(name).unwrap();
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert!(v.is_valid(&value), "{name} fails the documented schema");
+        assert!(
+            file.is_valid(&value),
+            "{name} fails schemas/reservation-event.schema.json"
+        );
         webhook_core::event::validate(&body)
             .unwrap_or_else(|e| panic!("{name} fails the filter validator: {e}"));
     }
@@ -216,6 +231,7 @@ fn request_schema_agrees_with_the_filter_validator() {
         let mut event = good.clone();
         mutate(&mut event);
         assert!(!v.is_valid(&event), "documented schema accepts: {what}");
+        assert!(!file.is_valid(&event), "schema file accepts: {what}");
         let body = serde_json::to_vec(&event).unwrap();
         assert!(
             webhook_core::event::validate(&body).is_err(),
