@@ -44,3 +44,20 @@ pub use error::{Error, Result};
 pub use manifest::apply_documents;
 pub use operator::{StandInConfig, StandInOperator};
 pub use sink::{NotificationSink, Recorded};
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: how the bench's programs (`kube-testbench`,
+/// `standin-operator`, the local run) learn to stop everything they started.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -5,7 +5,7 @@
 //! of Metal3: no machine is touched). With `KUBECONFIG` (or in-cluster) it uses that cluster and
 //! its real Metal3, in namespace `K8S_NAMESPACE`. Either way it runs the sidecar and Envoy with
 //! the filter on `PORT` (5001), prints how to send an event, then prints host state changes and
-//! notifications until Ctrl-C, which stops everything it started.
+//! notifications until Ctrl-C (or SIGTERM), which stops everything it started.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,9 +91,11 @@ async fn run() -> e2e::Result<()> {
     let mut seen_notifications = 0;
     let mut states: BTreeMap<String, String> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let stop = kube_harness::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut stop => break,
             _ = tick.tick() => {
                 if let Some(admin) = &stack.admin {
                     print_host_changes(admin, &stack.namespace, &mut states).await;

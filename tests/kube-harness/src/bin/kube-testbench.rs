@@ -41,18 +41,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     eprintln!("kube-testbench: ready (BareMetalHost CRD installed); Ctrl-C or SIGTERM stops it");
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    kube_harness::shutdown_signal().await;
     eprintln!("kube-testbench: stopping");
     drop(server);
     ExitCode::SUCCESS

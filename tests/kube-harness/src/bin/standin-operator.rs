@@ -78,18 +78,7 @@ async fn main() -> ExitCode {
             step_delay: args.step_delay,
         },
     );
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    kube_harness::shutdown_signal().await;
     eprintln!("standin-operator: stopping");
     ExitCode::SUCCESS
 }
