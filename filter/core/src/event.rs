@@ -501,11 +501,21 @@ fn line(value: &str, max: usize) -> Result<(), Reason> {
 
 /// An optional single-line string: bounded, no control characters.
 fn optional_line(value: &str, max: usize) -> Result<(), Reason> {
+    bounded(value, max, false)
+}
+
+/// Free text: bounded; line breaks and tabs allowed, other control characters not.
+fn text(value: &str, max: usize) -> Result<(), Reason> {
+    bounded(value, max, true)
+}
+
+/// At most `max` characters and no control characters (but see `allow_line_breaks`).
+fn bounded(value: &str, max: usize, allow_line_breaks: bool) -> Result<(), Reason> {
     // Byte length bounds the character count from above: count only when it could matter.
     if value.len() > max && value.chars().count() > max {
         return Err(Reason::TooLong);
     }
-    if has_control(value, false) {
+    if has_control(value, allow_line_breaks) {
         return Err(Reason::ControlCharacter);
     }
     Ok(())
@@ -522,17 +532,6 @@ fn has_control(s: &str, allow_line_breaks: bool) -> bool {
         0xc2 => b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
         _ => false,
     })
-}
-
-/// Free text: bounded; line breaks and tabs allowed, other control characters not.
-fn text(value: &str, max: usize) -> Result<(), Reason> {
-    if value.len() > max && value.chars().count() > max {
-        return Err(Reason::TooLong);
-    }
-    if has_control(value, true) {
-        return Err(Reason::ControlCharacter);
-    }
-    Ok(())
 }
 
 /// `^[a-z_][a-z0-9_.-]{0,31}$`, not reserved.
