@@ -193,8 +193,8 @@ pub enum Step {
     Release(Value),
     /// Delete the Secret, then write this annotation patch (phase change, with precondition).
     FinishRelease(Value),
-    /// Write this annotation patch (phase change, with precondition).
-    Transition(Value),
+    /// Enter this phase: write this annotation patch (with precondition).
+    Transition(Phase, Value),
     /// Deliver the notification for this phase, then record it.
     Notify(Phase),
     /// Nothing to do until the host changes or this much time passes.
@@ -257,13 +257,13 @@ pub fn next_step(
         return Step::Idle;
     };
     let rv = &host.resource_version;
-    let fail = |detail: String| {
+    let enter = |to: Phase, detail: &str| {
         Step::Transition(
-            AnnotationPatch::on(keys, rv)
-                .phase(Phase::Failed, now, &detail)
-                .build(),
+            to,
+            AnnotationPatch::on(keys, rv).phase(to, now, detail).build(),
         )
     };
+    let fail = |detail: String| enter(Phase::Failed, &detail);
     let wait = |timeout: Duration| {
         Step::Wait(
             cfg.resync
@@ -289,11 +289,7 @@ pub fn next_step(
                 .as_deref()
                 .is_none_or(|u| u == cfg.image.url);
             if host.state == "provisioned" && ours {
-                return Step::Transition(
-                    AnnotationPatch::on(keys, rv)
-                        .phase(Phase::Provisioned, now, "")
-                        .build(),
-                );
+                return enter(Phase::Provisioned, "");
             }
             if elapsed(host, now) >= cfg.provision_timeout {
                 return fail(format!(
@@ -346,6 +342,7 @@ pub fn next_step(
             }
             match (&host.pending, phase) {
                 (Some(p), Phase::Released) => Step::Transition(
+                    Phase::Provisioning,
                     AnnotationPatch::on(keys, rv)
                         .holder(p)
                         .phase(Phase::Provisioning, now, "started from the queue")
@@ -631,7 +628,7 @@ mod tests {
             Step::Wait(Duration::from_secs(30))
         );
         h.state = "provisioned".into();
-        let Step::Transition(p) = next_step(&c, &k, &h, true, now()) else {
+        let Step::Transition(_, p) = next_step(&c, &k, &h, true, now()) else {
             panic!()
         };
         assert_eq!(
@@ -644,7 +641,7 @@ mod tests {
         h.state = "provisioning".into();
         h.operational_status = "error".into();
         h.error = "provisioning error: boom".into();
-        let Step::Transition(p) = next_step(&c, &k, &h, true, now()) else {
+        let Step::Transition(_, p) = next_step(&c, &k, &h, true, now()) else {
             panic!()
         };
         assert_eq!(
@@ -671,7 +668,7 @@ mod tests {
             Step::Wait(Duration::from_secs(5))
         );
         let later = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(100);
-        let Step::Transition(p) = next_step(&c, &k, &h, true, later) else {
+        let Step::Transition(_, p) = next_step(&c, &k, &h, true, later) else {
             panic!()
         };
         assert!(
@@ -776,7 +773,7 @@ mod tests {
             Step::Notify(Phase::Released)
         );
         h.notified = Some(Phase::Released);
-        let Step::Transition(p) = next_step(&c, &k, &h, true, now()) else {
+        let Step::Transition(_, p) = next_step(&c, &k, &h, true, now()) else {
             panic!()
         };
         let a = &p["metadata"]["annotations"];
@@ -788,7 +785,7 @@ mod tests {
         h.notified = None;
         assert!(matches!(
             next_step(&c, &k, &h, false, now()),
-            Step::Transition(_)
+            Step::Transition(..)
         ));
         let failed = host()
             .held(&holder("1", "u"), Phase::Failed)

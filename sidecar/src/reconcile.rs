@@ -103,17 +103,7 @@ pub async fn reconcile(obj: Arc<DynamicObject>, state: Arc<AppState>) -> Result<
             state.kube.delete_secret(&host).await?;
             transition(&state, &host, Phase::Released, &patch).await
         }
-        Step::Transition(patch) => {
-            let to = patch
-                .pointer(&format!(
-                    "/metadata/annotations/{}",
-                    state.keys.phase.replace('/', "~1")
-                ))
-                .and_then(|v| v.as_str())
-                .and_then(Phase::parse)
-                .unwrap_or(Phase::Provisioning);
-            transition(&state, &host, to, &patch).await
-        }
+        Step::Transition(to, patch) => transition(&state, &host, to, &patch).await,
         Step::Notify(phase) => notify(&state, &host, phase).await,
     }
 }
