@@ -19,15 +19,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::{DecodePaddingMode, general_purpose};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::Scheme;
 use crate::error::{Error, Result};
-use crate::signature::{SecretKey, TAG_LEN};
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::signature::{SecretKey, TAG_LEN, hmac, strip_prefix_ci};
 
 /// Default timestamp tolerance of Stripe, Slack and Standard Webhooks (all three use 5 min).
 pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
@@ -79,12 +75,6 @@ fn hex_tag(s: &str) -> Option<[u8; TAG_LEN]> {
 fn b64_tag(s: &str) -> Option<[u8; TAG_LEN]> {
     let bytes = STANDARD.decode(s.trim()).ok()?;
     <[u8; TAG_LEN]>::try_from(bytes.as_slice()).ok()
-}
-
-fn strip_prefix_ci<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = value.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &value[prefix.len()..])
 }
 
 /// A unix timestamp header: ASCII digits only (no sign, no fraction), as every sender sends.
@@ -274,31 +264,20 @@ impl Presented {
     }
 }
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; TAG_LEN] {
-    let mut m = match <HmacSha256 as KeyInit>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => <HmacSha256 as KeyInit>::new(&Default::default()),
-    };
-    for p in parts {
-        m.update(p);
-    }
-    m.finalize().into_bytes().into()
-}
-
 /// GitHub's `X-Hub-Signature-256` value: `sha256=<hex>` over the body.
 pub fn sign_github(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(mac(secret.as_bytes(), &[body])))
+    format!("sha256={}", hex::encode(hmac(secret.as_bytes(), &[], body)))
 }
 
 /// Stripe's `Stripe-Signature` value `t=<t>,v1=<hex>`; the key is the whole secret string.
 pub fn sign_stripe(secret: &str, t: i64, body: &[u8]) -> String {
-    let tag = mac(secret.as_bytes(), &[format!("{t}.").as_bytes(), body]);
+    let tag = hmac(secret.as_bytes(), format!("{t}.").as_bytes(), body);
     format!("t={t},v1={}", hex::encode(tag))
 }
 
 /// Slack's `X-Slack-Signature` value `v0=<hex>` for timestamp `ts`.
 pub fn sign_slack(secret: &str, ts: i64, body: &[u8]) -> String {
-    let tag = mac(secret.as_bytes(), &[format!("v0:{ts}:").as_bytes(), body]);
+    let tag = hmac(secret.as_bytes(), format!("v0:{ts}:").as_bytes(), body);
     format!("v0={}", hex::encode(tag))
 }
 
@@ -307,11 +286,11 @@ pub fn sign_slack(secret: &str, ts: i64, body: &[u8]) -> String {
 pub fn sign_standard_webhooks(secret: &str, id: &str, ts: i64, body: &[u8]) -> Option<String> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
     let key = B64_LENIENT.decode(b64).ok()?;
-    let tag = mac(&key, &[format!("{id}.{ts}.").as_bytes(), body]);
+    let tag = hmac(&key, format!("{id}.{ts}.").as_bytes(), body);
     Some(format!("v1,{}", general_purpose::STANDARD.encode(tag)))
 }
 
 /// Shopify's `X-Shopify-Hmac-Sha256` value: base64 over the body.
 pub fn sign_shopify(secret: &str, body: &[u8]) -> String {
-    general_purpose::STANDARD.encode(mac(secret.as_bytes(), &[body]))
+    general_purpose::STANDARD.encode(hmac(secret.as_bytes(), &[], body))
 }

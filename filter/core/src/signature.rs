@@ -18,7 +18,7 @@ pub const TAG_LEN: usize = 32;
 
 /// Lowercase hex HMAC-SHA256 of `body` keyed with `secret`: the value after `sha256=`.
 pub fn sign_hex(secret: &[u8], body: &[u8]) -> String {
-    hex::encode(tag(&keyed(secret), body))
+    hex::encode(hmac(secret, &[], body))
 }
 
 /// The full header value the reservation system sends: `sha256=<hex>`.
@@ -35,8 +35,14 @@ fn keyed(secret: &[u8]) -> HmacSha256 {
     }
 }
 
-fn tag(mac: &HmacSha256, body: &[u8]) -> [u8; TAG_LEN] {
+/// HMAC-SHA256 of `prefix` followed by `body`, keyed with `key` (the senders' own signing).
+pub(crate) fn hmac(key: &[u8], prefix: &[u8], body: &[u8]) -> [u8; TAG_LEN] {
+    tag(&keyed(key), prefix, body)
+}
+
+fn tag(mac: &HmacSha256, prefix: &[u8], body: &[u8]) -> [u8; TAG_LEN] {
     let mut mac = mac.clone();
+    mac.update(prefix);
     mac.update(body);
     mac.finalize().into_bytes().into()
 }
@@ -67,10 +73,7 @@ impl SecretKey {
     /// HMAC-SHA256 of `prefix` followed by `body` (Stripe, Slack and Standard Webhooks sign a
     /// timestamp and id before the body), without concatenating them.
     pub fn tag_with_prefix(&self, prefix: &[u8], body: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(prefix);
-        mac.update(body);
-        mac.finalize().into_bytes().into()
+        tag(&self.mac, prefix, body)
     }
 }
 
@@ -86,14 +89,17 @@ impl std::fmt::Debug for SecretKey {
 /// Decodes a signature header value: optional `prefix` (ASCII case-insensitive), then exactly
 /// 64 hex digits (either case). Surrounding whitespace is ignored.
 pub fn parse_hex_signature(value: &str, prefix: &str) -> Result<[u8; TAG_LEN]> {
-    let value = value.trim();
-    let hex_part = match value.get(..prefix.len()) {
-        Some(head) if head.eq_ignore_ascii_case(prefix) => &value[prefix.len()..],
-        _ => return Err(Error::MalformedSignature),
-    };
+    let hex_part = strip_prefix_ci(value.trim(), prefix).ok_or(Error::MalformedSignature)?;
     let mut out = [0u8; TAG_LEN];
     hex::decode_to_slice(hex_part, &mut out).map_err(|_| Error::MalformedSignature)?;
     Ok(out)
+}
+
+/// `value` without `prefix`, compared ASCII case-insensitively; `None` if it does not start so.
+pub(crate) fn strip_prefix_ci<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
 }
 
 /// Checks `signature` against the secrets in order; returns the index of the first match.
@@ -104,6 +110,6 @@ pub fn parse_hex_signature(value: &str, prefix: &str) -> Result<[u8; TAG_LEN]> {
 pub fn verify(secrets: &[SecretKey], body: &[u8], signature: &[u8; TAG_LEN]) -> Result<usize> {
     secrets
         .iter()
-        .position(|secret| bool::from(tag(&secret.mac, body).ct_eq(signature)))
+        .position(|secret| bool::from(secret.tag_with_prefix(&[], body).ct_eq(signature)))
         .ok_or(Error::BadSignature)
 }
