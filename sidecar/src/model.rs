@@ -101,11 +101,6 @@ impl Phase {
             _ => return None,
         })
     }
-
-    /// Phases that end in a notification.
-    pub fn is_notified(self) -> bool {
-        matches!(self, Phase::Provisioned | Phase::Released | Phase::Failed)
-    }
 }
 
 impl fmt::Display for Phase {

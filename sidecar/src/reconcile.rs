@@ -145,7 +145,7 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
     match claim_notification(
         &state.keys,
         host,
-        &state.replica,
+        &state.config.replica_id,
         CLAIM_TTL,
         Timestamp::now(),
     ) {

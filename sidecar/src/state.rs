@@ -20,8 +20,6 @@ pub struct AppState {
     pub kube: Kube,
     pub notifier: Notifier,
     pub metrics: Arc<Metrics>,
-    /// This replica's name in notification claims.
-    pub replica: String,
     /// The reconciler's watch cache of BMHs: the webhook's fast path for finding a host.
     /// Decisions made on it are only written with a resourceVersion precondition, and any
     /// answer that writes nothing is re-decided on a fresh read.
@@ -32,7 +30,6 @@ impl AppState {
     /// Builds the state around a Kubernetes client.
     pub fn new(config: Config, client: kube::Client) -> Result<Self> {
         let notifier = Notifier::new(config.notify_url.as_deref(), &config.notify_secret)?;
-        let replica = config.replica_id.clone();
         Ok(AppState {
             keys: Arc::new(Keys::new(&config.annotation_prefix)),
             kube: Kube::new(client, &config),
@@ -40,7 +37,6 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             config: Arc::new(config),
             cache: None,
-            replica,
         })
     }
 }
