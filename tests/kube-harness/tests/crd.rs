@@ -33,49 +33,33 @@ async fn rejects_what_upstream_rejects() {
     );
     let pp = PostParams::default();
 
-    let msg = invalid(api.create(&pp, &host("no-online", json!({}))).await);
-    assert!(msg.contains("spec.online"), "{msg}");
-    let msg = invalid(
-        api.create(
-            &pp,
-            &host(
-                "no-url",
-                json!({"online": true, "image": {"checksum": "x"}}),
-            ),
-        )
-        .await,
-    );
-    assert!(msg.contains("spec.image.url"), "{msg}");
-    let msg = invalid(
-        api.create(
-            &pp,
-            &host(
-                "bad-type",
-                json!({"online": true, "image": {"url": "http://i", "checksumType": "crc32"}}),
-            ),
-        )
-        .await,
-    );
-    assert!(msg.contains("checksumType"), "{msg}");
-    let msg = invalid(
-        api.create(
-            &pp,
-            &host(
-                "bad-format",
-                json!({"online": true, "image": {"url": "http://i", "format": "iso"}}),
-            ),
-        )
-        .await,
-    );
-    assert!(msg.contains("format"), "{msg}");
-    let msg = invalid(
-        api.create(
-            &pp,
-            &host("bad-mac", json!({"online": true, "bootMACAddress": "nope"})),
-        )
-        .await,
-    );
-    assert!(msg.contains("bootMACAddress"), "{msg}");
+    // (name, spec, the field the 422 message names)
+    for (name, spec, field) in [
+        ("no-online", json!({}), "spec.online"),
+        (
+            "no-url",
+            json!({"online": true, "image": {"checksum": "x"}}),
+            "spec.image.url",
+        ),
+        (
+            "bad-type",
+            json!({"online": true, "image": {"url": "http://i", "checksumType": "crc32"}}),
+            "checksumType",
+        ),
+        (
+            "bad-format",
+            json!({"online": true, "image": {"url": "http://i", "format": "iso"}}),
+            "format",
+        ),
+        (
+            "bad-mac",
+            json!({"online": true, "bootMACAddress": "nope"}),
+            "bootMACAddress",
+        ),
+    ] {
+        let msg = invalid(api.create(&pp, &host(name, spec)).await);
+        assert!(msg.contains(field), "{name}: {msg}");
+    }
 
     // Every value the project uses is accepted.
     for (i, (ct, f)) in [
