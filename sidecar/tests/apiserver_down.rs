@@ -44,7 +44,7 @@ async fn apiserver_stopped_mid_reservation_answers_503_then_recovers() {
     b.annotate("node-9", "standin.test/stall", Some("true"))
         .await;
     b.start_sidecar().await;
-    let start: Value = serde_json::from_str(START).unwrap();
+    let start = sample(START);
 
     // Intent recorded; the host is still on its way when the API server dies.
     let a = b.post(&start).await;
@@ -86,7 +86,7 @@ async fn apiserver_stopped_mid_reservation_answers_503_then_recovers() {
 /// One EVENT_START for hosts `node-1..=node-HOSTS` (labelled with resource ids 1..=HOSTS), built
 /// from the sample event's structure, user and SSH key.
 fn many_hosts_event() -> Value {
-    let mut v: Value = serde_json::from_str(START).unwrap();
+    let mut v = sample(START);
     let template = v["events"][0].clone();
     let events: Vec<Value> = (1..=HOSTS)
         .map(|i| {

@@ -20,7 +20,7 @@ async fn start_and_end_of_the_sample_event() {
     let mut b = Bench::new("start-end").await;
     b.create_host("node-17", Some(1)).await;
     b.start_sidecar().await;
-    let start: Value = serde_json::from_str(START).unwrap();
+    let start = sample(START);
     let key = start["sshPublicKey"].as_str().unwrap().to_owned();
 
     let a = b.post(&start).await;
@@ -102,7 +102,7 @@ async fn start_and_end_of_the_sample_event() {
     );
 
     // EVENT_END from the holder.
-    let end: Value = serde_json::from_str(END).unwrap();
+    let end = sample(END);
     let a = b.post(&end).await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     assert_eq!(a.body["eventType"], "EVENT_END");
@@ -135,7 +135,7 @@ async fn fifty_concurrent_copies_make_one_secret_one_patch_one_notification() {
     let mut b = Bench::new("dup").await;
     b.create_host("lab-server-a1", None).await; // mapped by name
     b.start_sidecar().await;
-    let start: Value = serde_json::from_str(START).unwrap();
+    let start = sample(START);
     let answers = join_all((0..50).map(|_| b.post(&start))).await;
     for a in &answers {
         assert_eq!(a.status, 202, "{:?}", a.body);
@@ -184,7 +184,7 @@ async fn end_from_another_reservation_is_a_conflict_and_changes_nothing() {
     let mut b = Bench::new("conflict").await;
     b.create_host("node-1", Some(1)).await;
     b.start_sidecar().await;
-    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.post(&sample(START)).await;
     b.notifications(1).await;
     let before = b.wait_annotation("node-1", "notified", "provisioned").await;
 
@@ -219,14 +219,14 @@ async fn start_while_deprovisioning_is_queued_then_carried_out() {
     let mut b = Bench::new("queued").await;
     b.create_host("node-2", Some(1)).await;
     b.start_sidecar().await;
-    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.post(&sample(START)).await;
     b.notifications(1).await;
     b.wait_annotation("node-2", "notified", "provisioned").await;
 
     // Hold the host in deprovisioning while the next reservation arrives.
     b.annotate("node-2", "standin.test/stall", Some("true"))
         .await;
-    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    let a = b.post(&sample(END)).await;
     assert_eq!(results(&a)[0]["result"], "releasing");
     let mut next = event(START, "202", "user-b");
     next["username"] = json!("bob");
@@ -279,7 +279,7 @@ async fn operator_error_fails_at_once_with_a_notification() {
     b.annotate("node-3", "standin.test/fail", Some("disk on fire"))
         .await;
     b.start_sidecar().await;
-    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.post(&sample(START)).await;
     let n = b.notifications(1).await;
     assert_eq!(n[0]["outcome"], "failed");
     assert_eq!(
@@ -289,10 +289,10 @@ async fn operator_error_fails_at_once_with_a_notification() {
     let host = b.wait_annotation("node-3", "notified", "failed").await;
     assert_eq!(our_annotations(&host)["phase"], "failed");
     // A repeat reports the failure without acting; the holder can still release the host.
-    let a = b.post(&serde_json::from_str(START).unwrap()).await;
+    let a = b.post(&sample(START)).await;
     assert_eq!(results(&a)[0]["result"], "already_done");
     b.annotate("node-3", "standin.test/fail", None).await;
-    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    let a = b.post(&sample(END)).await;
     assert_eq!(results(&a)[0]["result"], "releasing");
     let n = b.notifications(2).await;
     assert_eq!(n[1]["outcome"], "released");
@@ -307,7 +307,7 @@ async fn no_progress_within_the_timeout_fails_with_a_notification() {
     b.annotate("node-4", "standin.test/stall", Some("true"))
         .await;
     b.start_sidecar().await;
-    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.post(&sample(START)).await;
     let n = b.notifications(1).await;
     assert_eq!(n[0]["outcome"], "failed");
     assert_eq!(
@@ -323,7 +323,7 @@ async fn killed_mid_provisioning_then_restarted_sends_exactly_one_notification()
     b.annotate("node-5", "standin.test/stall", Some("true"))
         .await;
     b.start_sidecar().await;
-    let a = b.post(&serde_json::from_str(START).unwrap()).await;
+    let a = b.post(&sample(START)).await;
     assert_eq!(results(&a)[0]["result"], "provisioning");
     kube_harness::wait_for_bmh(&b.admin, &b.ns, "node-5", WAIT, |v| {
         v.pointer("/spec/image/url").is_some()
@@ -351,7 +351,7 @@ async fn notification_sink_down_then_up_is_delivered() {
     b.create_host("node-6", Some(1)).await;
     b.start_sidecar().await;
     b.sink.go_down();
-    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.post(&sample(START)).await;
     b.wait_annotation("node-6", "phase", "provisioned").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let host = b.host("node-6").await;
@@ -367,7 +367,7 @@ async fn unknown_hosts_and_bad_requests() {
     let mut b = Bench::new("http").await;
     b.start_sidecar().await;
     // A Server with no BMH: not_found, nothing else fails.
-    let a = b.post(&serde_json::from_str(START).unwrap()).await;
+    let a = b.post(&sample(START)).await;
     assert_eq!(a.status, 202);
     assert_eq!(results(&a)[0]["result"], "not_found");
     assert_eq!(results(&a)[0]["bmh"], Value::Null);
@@ -418,10 +418,10 @@ async fn host_created_after_start_and_end_right_after_start() {
     b.create_host("node-7", Some(1)).await;
     b.annotate("node-7", "standin.test/stall", Some("true"))
         .await;
-    let a = b.post(&serde_json::from_str(START).unwrap()).await;
+    let a = b.post(&sample(START)).await;
     assert_eq!(results(&a)[0]["result"], "provisioning", "{:?}", a.body);
     // The END that follows at once is the holder's, whatever the watch has seen so far.
-    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    let a = b.post(&sample(END)).await;
     assert_eq!(results(&a)[0]["result"], "releasing", "{:?}", a.body);
     b.annotate("node-7", "standin.test/stall", None).await;
     let host = b.wait_annotation("node-7", "phase", "released").await;
@@ -440,7 +440,7 @@ async fn two_replicas_never_both_act() {
     b.start_sidecar().await;
     let second = b.start_replica().await;
     let first = b.sidecar.as_ref().unwrap().addr;
-    let start: Value = serde_json::from_str(START).unwrap();
+    let start = sample(START);
     let answers = join_all((0..40).map(|i| {
         let to = if i % 2 == 0 { first } else { second };
         b.post_to(to, &start)
@@ -454,7 +454,7 @@ async fn two_replicas_never_both_act() {
     let n = b.notifications(1).await;
     assert_eq!(n[0]["outcome"], "provisioned");
     b.wait_annotation("node-8", "notified", "provisioned").await;
-    let a = b.post_to(second, &serde_json::from_str(END).unwrap()).await;
+    let a = b.post_to(second, &sample(END)).await;
     assert_eq!(results(&a)[0]["result"], "releasing");
     let n = b.notifications(2).await;
     assert_eq!(n[1]["outcome"], "released");
@@ -475,12 +475,12 @@ async fn deprovision_image_is_provisioned_on_release_then_replaced_for_the_next_
         .env("DEPROVISION_IMAGE_FORMAT", "live-iso");
     b.create_host("node-10", Some(1)).await;
     b.start_sidecar().await;
-    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.post(&sample(START)).await;
     b.notifications(1).await;
     b.wait_annotation("node-10", "notified", "provisioned")
         .await;
 
-    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    let a = b.post(&sample(END)).await;
     assert_eq!(results(&a)[0]["result"], "releasing");
     let n = b.notifications(2).await;
     assert_eq!(n[1]["outcome"], "released");
@@ -522,13 +522,13 @@ async fn a_release_that_does_not_finish_in_time_fails_with_a_notification() {
         .env("RELEASE_TIMEOUT_SECONDS", "2");
     b.create_host("node-11", Some(1)).await;
     b.start_sidecar().await;
-    b.post(&serde_json::from_str(START).unwrap()).await;
+    b.post(&sample(START)).await;
     b.notifications(1).await;
     b.wait_annotation("node-11", "notified", "provisioned")
         .await;
     b.annotate("node-11", "standin.test/stall", Some("true"))
         .await;
-    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    let a = b.post(&sample(END)).await;
     assert_eq!(results(&a)[0]["result"], "releasing");
     let n = b.notifications(2).await;
     assert_eq!(n[1]["outcome"], "failed");
@@ -538,7 +538,7 @@ async fn a_release_that_does_not_finish_in_time_fails_with_a_notification() {
     );
     // The holder keeps the host; its END, repeated once Metal3 works again, releases it.
     b.annotate("node-11", "standin.test/stall", None).await;
-    let a = b.post(&serde_json::from_str(END).unwrap()).await;
+    let a = b.post(&sample(END)).await;
     assert_eq!(results(&a)[0]["result"], "releasing");
     let n = b.notifications(3).await;
     assert_eq!(n[2]["outcome"], "released");

@@ -342,9 +342,14 @@ pub fn check_notification(r: &Recorded) -> Value {
     body
 }
 
-/// The sample event with its first resource's id/name/eventId replaced.
+/// A sample event (`START` or `END`) as JSON.
+pub fn sample(fixture: &str) -> Value {
+    serde_json::from_str(fixture).unwrap()
+}
+
+/// A sample event with its userId and first resource's eventId replaced.
 pub fn event(template: &str, event_id: &str, user_id: &str) -> Value {
-    let mut v: Value = serde_json::from_str(template).unwrap();
+    let mut v = sample(template);
     v["userId"] = json!(user_id);
     v["events"][0]["eventId"] = json!(event_id);
     v
