@@ -209,6 +209,9 @@ impl Filter {
                 // the SDK's wrappers panic on any non-Ok status), so the matched secret travels
                 // as filter state, which the route turns into x-webhook-secret-id. Envoy accepts
                 // filter state here; the rotation test in tests/envoy-harness exercises it.
+                // proxy-wasm 0.2.5's `hostcalls::set_property` itself panics on a non-Ok status
+                // rather than returning it, so the warning below is only reached with an SDK
+                // that reports the error.
                 if let Some(id) = &accepted.secret_id
                     && hostcalls::set_property(vec![SECRET_ID_PROPERTY], Some(id.as_bytes()))
                         .is_err()
