@@ -226,6 +226,24 @@ impl Filter {
         }
     }
 
+    /// For the body and trailers callbacks: the guarded request being inspected, taken out of
+    /// the state (the caller puts it back to wait for more, or `finish`/`reject` set the next
+    /// state); `Err` with what to answer when there is none (hold back after a local reply).
+    fn take_inspecting(&mut self) -> Result<(Rc<Shared>, Pending), Action> {
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        match (&self.shared, state) {
+            (Some(shared), State::Inspecting(pending)) => Ok((Rc::clone(shared), pending)),
+            (_, state) => {
+                let action = match state {
+                    State::Rejected => Action::Pause,
+                    _ => Action::Continue,
+                };
+                self.state = state;
+                Err(action)
+            }
+        }
+    }
+
     /// Adds `id` to the webhook's replay cache in shared data (compare-and-swap, bounded
     /// retries); [`Error::Replayed`] if it is there already.
     fn admit(
@@ -309,32 +327,26 @@ impl HttpContext for Filter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let (Some(shared), State::Inspecting(pending)) = (self.shared.clone(), &self.state) else {
-            return match self.state {
-                State::Rejected => Action::Pause,
-                _ => Action::Continue,
-            };
+        let (shared, pending) = match self.take_inspecting() {
+            Ok(inspecting) => inspecting,
+            Err(action) => return action,
         };
-        let pending = pending.clone();
         self.buffered = body_size;
         if let Err(rejection) = pending.check_size(&shared.config, body_size) {
             return self.reject(&shared, &rejection);
         }
         if !end_of_stream {
+            self.state = State::Inspecting(pending);
             return Action::Pause;
         }
         self.finish(&shared, &pending)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        let (Some(shared), State::Inspecting(pending)) = (self.shared.clone(), &self.state) else {
-            return match self.state {
-                State::Rejected => Action::Pause,
-                _ => Action::Continue,
-            };
-        };
-        let pending = pending.clone();
-        self.finish(&shared, &pending)
+        match self.take_inspecting() {
+            Ok((shared, pending)) => self.finish(&shared, &pending),
+            Err(action) => action,
+        }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
