@@ -264,10 +264,20 @@ pub fn next_step(
         )
     };
     let fail = |detail: String| enter(Phase::Failed, &detail);
-    let wait = |timeout: Duration| {
+    // Fails once `timeout` has passed since the phase began; else looks again at the next
+    // resync or when the timeout falls due, whichever comes first.
+    let wait_or_fail = |timeout: Duration, goal: &str| {
+        let elapsed = elapsed(host, now);
+        if elapsed >= timeout {
+            return fail(format!(
+                "not {goal} within {}s (state: {:?})",
+                timeout.as_secs(),
+                host.state
+            ));
+        }
         Step::Wait(
             cfg.resync
-                .min(timeout.saturating_sub(elapsed(host, now)))
+                .min(timeout.saturating_sub(elapsed))
                 .max(Duration::from_millis(200)),
         )
     };
@@ -291,14 +301,7 @@ pub fn next_step(
             if host.state == "provisioned" && ours {
                 return enter(Phase::Provisioned, "");
             }
-            if elapsed(host, now) >= cfg.provision_timeout {
-                return fail(format!(
-                    "not provisioned within {}s (state: {:?})",
-                    cfg.provision_timeout.as_secs(),
-                    host.state
-                ));
-            }
-            wait(cfg.provision_timeout)
+            wait_or_fail(cfg.provision_timeout, "provisioned")
         }
         Phase::Deprovisioning => {
             let spec_done = match &cfg.deprovision_image {
@@ -327,14 +330,7 @@ pub fn next_step(
                         .build(),
                 );
             }
-            if elapsed(host, now) >= cfg.release_timeout {
-                return fail(format!(
-                    "not released within {}s (state: {:?})",
-                    cfg.release_timeout.as_secs(),
-                    host.state
-                ));
-            }
-            wait(cfg.release_timeout)
+            wait_or_fail(cfg.release_timeout, "released")
         }
         Phase::Provisioned | Phase::Failed | Phase::Released => {
             if notify_enabled && host.notified != Some(phase) {
