@@ -404,9 +404,10 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ValidationError> {
         Err(err) => {
             let path = json_path(err.path());
             let inner = err.into_inner();
+            let message = inner.to_string();
             let reason = match inner.classify() {
                 serde_json::error::Category::Data => {
-                    if inner.to_string().starts_with("missing field") {
+                    if message.starts_with("missing field") {
                         Reason::Missing
                     } else {
                         Reason::WrongType
@@ -414,7 +415,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ValidationError> {
                 }
                 _ => return Err(ValidationError::at("$", Reason::MalformedJson)),
             };
-            let path = match (reason, inner.to_string().split('`').nth(1)) {
+            let path = match (reason, message.split('`').nth(1)) {
                 // serde reports a missing field at its parent; name the field itself.
                 (Reason::Missing, Some(field)) => format!("{path}.{field}"),
                 _ => path,
