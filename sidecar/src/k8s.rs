@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
-    PatchParams, PostParams,
+    PatchParams, PostParams, Preconditions,
 };
 use kube::{Client, ResourceExt};
 use serde_json::Value;
@@ -43,6 +43,9 @@ pub struct Kube {
     secrets: Api<Secret>,
     resource: ApiResource,
     namespace: String,
+    /// Annotation on each userData Secret naming the reservation (eventId) it was written for,
+    /// so a release never deletes the Secret of the reservation that took the host next.
+    secret_holder_key: String,
     /// Deadline of one API call made while a webhook request waits.
     call_timeout: Duration,
 }
@@ -58,6 +61,7 @@ impl Kube {
             client,
             resource,
             namespace: cfg.namespace.clone(),
+            secret_holder_key: Keys::new(&cfg.annotation_prefix).event_id,
             call_timeout: Duration::from_secs(10),
         }
     }
@@ -135,10 +139,15 @@ impl Kube {
             ByteString(user_data.as_bytes().to_vec()),
         )]
         .into();
+        let holder_event = host.holder.as_ref().map(|h| h.event_id.clone());
+        let annotations = holder_event
+            .as_ref()
+            .map(|e| BTreeMap::from([(self.secret_holder_key.clone(), e.clone())]));
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 namespace: Some(self.namespace.clone()),
+                annotations: annotations.clone(),
                 labels: Some(
                     [(
                         "app.kubernetes.io/managed-by".to_owned(),
@@ -181,13 +190,16 @@ impl Kube {
             .owner_references()
             .iter()
             .any(|o| o.uid == host.uid);
-        if same_data && same_owner {
+        let same_holder =
+            existing.annotations().get(&self.secret_holder_key) == holder_event.as_ref();
+        if same_data && same_owner && same_holder {
             return Ok(());
         }
         let patch = serde_json::json!({
             "metadata": {
                 "resourceVersion": existing.resource_version(),
                 "ownerReferences": secret.metadata.owner_references,
+                "annotations": annotations,
             },
             "data": { "userData": ByteString(user_data.as_bytes().to_vec()) },
         });
@@ -204,18 +216,42 @@ impl Kube {
         .map_err(|e| Error::kube(e, Some(&name)))
     }
 
-    /// Deletes the userData Secret of `host` (absent is fine).
+    /// Deletes the userData Secret of `host`'s holder (absent is fine).
+    ///
+    /// Only the Secret written for that reservation, and only as it was read: a replica acting
+    /// on a stale copy of the host (the host already released and handed to the next
+    /// reservation, whose Secret now has the same name) must not delete the new holder's
+    /// Secret. So the Secret is read first, left alone when it names another reservation, and
+    /// deleted with a uid + resourceVersion precondition (409: it changed meanwhile, so it is
+    /// no longer ours to delete).
     pub async fn delete_secret(&self, host: &Host) -> Result<()> {
         let name = host.secret_name();
+        let existing = match self.timed(Some(&name), self.secrets.get_opt(&name)).await? {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(Error::kube(e, Some(&name))),
+        };
+        let written_for = existing.annotations().get(&self.secret_holder_key);
+        let releasing = host.holder.as_ref().map(|h| &h.event_id);
+        if let (Some(written_for), Some(releasing)) = (written_for, releasing)
+            && written_for != releasing
+        {
+            tracing::info!(secret = %name, %written_for, %releasing, "userData Secret belongs to another reservation; left in place");
+            return Ok(());
+        }
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: existing.resource_version(),
+                uid: existing.uid(),
+            }),
+            ..DeleteParams::default()
+        };
         match self
-            .timed(
-                Some(&name),
-                self.secrets.delete(&name, &DeleteParams::default()),
-            )
+            .timed(Some(&name), self.secrets.delete(&name, &dp))
             .await?
         {
             Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
             Err(e) => Err(Error::kube(e, Some(&name))),
         }
     }
@@ -255,7 +291,7 @@ mod tests {
     //! The exact requests of this module, against a scripted API server (tower-test).
 
     use super::*;
-    use crate::model::fixtures;
+    use crate::model::{Phase, fixtures};
     use http::{Request, Response};
     use kube::client::Body;
     use serde_json::json;
@@ -382,12 +418,66 @@ mod tests {
             async move { k.delete_secret(&fixtures::host()).await }
         });
         let (req, send) = next(&mut h).await;
-        assert_eq!(req.method(), "DELETE");
+        assert_eq!(req.method(), "GET");
         assert_eq!(
             req.uri().path(),
             "/api/v1/namespaces/ns/secrets/lab-server-a1-userdata"
         );
         send.send_response(reply(404, status(404, "NotFound")));
         call.await.unwrap().unwrap();
+    }
+
+    fn secret_for(event: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns",
+                         "uid": "secret-uid", "resourceVersion": "77",
+                         "annotations": {"reservations.polito.it/event-id": event}},
+            "data": {"userData": "b2xk"}
+        })
+    }
+
+    #[tokio::test]
+    async fn the_holders_secret_is_deleted_only_as_it_was_read() {
+        let (k, mut h) = kube();
+        let host = fixtures::host().held(&fixtures::holder("101", "u"), Phase::Deprovisioning);
+        let call = tokio::spawn({
+            let k = k.clone();
+            async move { k.delete_secret(&host).await }
+        });
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "GET");
+        send.send_response(reply(200, secret_for("101")));
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "DELETE");
+        assert_eq!(
+            req.body()["preconditions"],
+            json!({"resourceVersion": "77", "uid": "secret-uid"})
+        );
+        // Changed between the read and the delete: no longer ours, not an error.
+        send.send_response(reply(409, status(409, "Conflict")));
+        call.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_release_never_deletes_the_next_reservations_secret() {
+        let (k, mut h) = kube();
+        // A stale copy of the host: still held by 101, while 202 already owns the Secret.
+        let host = fixtures::host().held(&fixtures::holder("101", "u"), Phase::Deprovisioning);
+        let call = tokio::spawn({
+            let k = k.clone();
+            async move { k.delete_secret(&host).await }
+        });
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "GET");
+        send.send_response(reply(200, secret_for("202")));
+        call.await.unwrap().unwrap();
+        // No DELETE follows.
+        let more =
+            tokio::time::timeout(std::time::Duration::from_millis(200), h.next_request()).await;
+        assert!(
+            more.is_err(),
+            "a DELETE was sent for another reservation's Secret"
+        );
     }
 }
