@@ -437,17 +437,28 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn the_holders_secret_is_deleted_only_as_it_was_read() {
-        let (k, mut h) = kube();
+    /// Starts `delete_secret` for a host held by reservation 101 and answers its read of the
+    /// Secret with one written for `owner`.
+    async fn release_reading_secret_of(
+        k: &Kube,
+        h: &mut Handle,
+        owner: &str,
+    ) -> tokio::task::JoinHandle<Result<()>> {
         let host = fixtures::host().held(&fixtures::holder("101", "u"), Phase::Deprovisioning);
         let call = tokio::spawn({
             let k = k.clone();
             async move { k.delete_secret(&host).await }
         });
-        let (req, send) = next(&mut h).await;
+        let (req, send) = next(h).await;
         assert_eq!(req.method(), "GET");
-        send.send_response(reply(200, secret_for("101")));
+        send.send_response(reply(200, secret_for(owner)));
+        call
+    }
+
+    #[tokio::test]
+    async fn the_holders_secret_is_deleted_only_as_it_was_read() {
+        let (k, mut h) = kube();
+        let call = release_reading_secret_of(&k, &mut h, "101").await;
         let (req, send) = next(&mut h).await;
         assert_eq!(req.method(), "DELETE");
         assert_eq!(
@@ -463,14 +474,7 @@ mod tests {
     async fn a_release_never_deletes_the_next_reservations_secret() {
         let (k, mut h) = kube();
         // A stale copy of the host: still held by 101, while 202 already owns the Secret.
-        let host = fixtures::host().held(&fixtures::holder("101", "u"), Phase::Deprovisioning);
-        let call = tokio::spawn({
-            let k = k.clone();
-            async move { k.delete_secret(&host).await }
-        });
-        let (req, send) = next(&mut h).await;
-        assert_eq!(req.method(), "GET");
-        send.send_response(reply(200, secret_for("202")));
+        let call = release_reading_secret_of(&k, &mut h, "202").await;
         call.await.unwrap().unwrap();
         // No DELETE follows.
         let more =
