@@ -285,18 +285,24 @@ impl Filter {
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        // One hostcall for all headers instead of one per lookup.
-        let headers = self.get_http_request_headers();
+        // One hostcall for all headers instead of one per lookup. The `_bytes` variant: the
+        // `String` one unwraps `from_utf8` on every value inside the SDK, so one obs-text byte
+        // in any header (legal HTTP/1.1) would abort the VM. Names are tokens (ASCII), checked
+        // by Envoy's codecs before we see them.
+        let headers = self.get_http_request_headers_bytes();
         for name in OWNED_HEADERS {
             if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
                 self.set_http_request_header(name, None);
             }
         }
+        // Values the core reads are text; a byte that is not UTF-8 becomes U+FFFD, which no
+        // signature, content type, length or delivery id accepts, so such a header is refused
+        // as malformed rather than mistaken for absent.
         let header = |name: &str| {
             headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         };
         let Some(shared) = self.shared.clone() else {
             // No configuration means Envoy did not start this plugin; fail closed regardless.
@@ -352,8 +358,8 @@ impl HttpContext for Filter {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if self.admitted.is_some() {
             let ok = self
-                .get_http_response_header(":status")
-                .is_some_and(|s| s.starts_with('2'));
+                .get_http_response_header_bytes(":status")
+                .is_some_and(|s| s.first() == Some(&b'2'));
             if ok {
                 self.admitted = None;
             } else {
