@@ -26,12 +26,20 @@ struct User<'a> {
     ssh_authorized_keys: Vec<&'a str>,
 }
 
+/// The `gecos` (comment) of the account: the reservation system's userId, with `:` replaced
+/// by `_` (`useradd` refuses a comment holding `:`, the passwd field separator, and cloud-init
+/// would then create no account at all).
+pub fn gecos(user_id: &str) -> String {
+    user_id.replace(':', "_")
+}
+
 /// Renders the userData for `holder`.
 pub fn render(holder: &Holder) -> Result<String> {
+    let gecos = gecos(&holder.user_id);
     let doc = CloudConfig {
         users: vec![User {
             name: &holder.username,
-            gecos: &holder.user_id,
+            gecos: &gecos,
             shell: "/bin/bash",
             sudo: "ALL=(ALL) NOPASSWD:ALL",
             groups: "sudo",
