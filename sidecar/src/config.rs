@@ -139,6 +139,34 @@ pub struct Args {
     /// Seconds between re-checks of hosts with unfinished work (besides watch events).
     #[arg(long, env = "RESYNC_SECONDS", default_value_t = 30)]
     pub resync_seconds: u64,
+
+    /// The previous inbound secret during a rotation (both verify while it is set).
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET_PREVIOUS",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub webhook_secret_previous: String,
+
+    /// Verify the inbound signature here too, behind the edge filter (defence in depth: a pod
+    /// reached without the filter must not provision). `false` only for development.
+    #[arg(long, env = "VERIFY_SIGNATURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub verify_signature: bool,
+
+    /// Shortest inbound secret accepted, in bytes (the filter's `min_secret_bytes`).
+    #[arg(long, env = "MIN_SECRET_BYTES", default_value_t = 32)]
+    pub min_secret_bytes: usize,
+
+    /// Status code of an accepted delivery: 200 (the replaced service's) or 202.
+    #[arg(long, env = "SUCCESS_STATUS_CODE", default_value_t = 200)]
+    pub success_status_code: u16,
+
+    /// What a release does to `spec.automatedCleaningMode`: `metadata` sets it, so the next
+    /// tenant never sees the previous tenant's disks even on a host with cleaning disabled;
+    /// `keep` leaves the host's setting alone.
+    #[arg(long, env = "RELEASE_CLEANING", default_value = "metadata")]
+    pub release_cleaning: String,
 }
 
 /// Checked configuration shared by every part of the sidecar.
@@ -161,6 +189,13 @@ pub struct Config {
     pub annotation_prefix: String,
     pub resync: Duration,
     pub replica_id: String,
+    /// Inbound secrets, current first (empty strings dropped).
+    pub webhook_secrets: Vec<String>,
+    pub verify_signature: bool,
+    pub min_secret_bytes: usize,
+    pub success_status: u16,
+    /// A release sets `automatedCleaningMode: metadata`.
+    pub release_cleaning: bool,
 }
 
 /// What EVENT_START writes into `spec.image`.
@@ -172,8 +207,26 @@ pub struct ImageConfig {
     pub format: Option<String>,
 }
 
+/// URL schemes Metal3's validating webhook accepts for `spec.image.url`
+/// (`internal/webhooks/metal3.io/v1alpha1/common_validation.go`, `validateURL`).
+const IMAGE_URL_SCHEMES: [&str; 5] = ["http", "https", "ftp", "gopher", "oci"];
+
 impl ImageConfig {
-    /// Checks the checksum type and format of image `var` (a variable name, for messages).
+    /// `oci://` images carry their own checksum (Metal3's `Image.IsOCI`).
+    pub fn is_oci(&self) -> bool {
+        self.url.to_ascii_lowercase().starts_with("oci://")
+    }
+
+    /// A live ISO boots from memory: Ironic builds no config drive for it, so no userData
+    /// (and no SSH key) ever reaches the host.
+    pub fn is_live_iso(&self) -> bool {
+        self.format.as_deref() == Some("live-iso")
+    }
+
+    /// Checks image `var` (a variable name, for messages) against the rules Metal3's
+    /// validating webhook applies to `spec.image` (`validateImage`, `Image.GetChecksum` in
+    /// `apis/metal3.io/v1alpha1/baremetalhost_types.go`), so a host is never left with a spec
+    /// write the API server refuses.
     fn checked(
         var: &str,
         url: &str,
@@ -181,6 +234,21 @@ impl ImageConfig {
         checksum_type: &str,
         format: &str,
     ) -> Result<Self> {
+        let url = url.trim();
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        let rest_ok = url
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty() && !rest.chars().any(char::is_whitespace));
+        if !(scheme
+            .as_deref()
+            .is_some_and(|s| IMAGE_URL_SCHEMES.contains(&s))
+            && rest_ok)
+        {
+            return Err(Error::Config(format!(
+                "{var} {url:?} is not an absolute URL with scheme {}: Metal3 refuses it",
+                IMAGE_URL_SCHEMES.join(", ")
+            )));
+        }
         if let Some(t) = non_empty(checksum_type)
             && !matches!(t.as_str(), "md5" | "sha256" | "sha512" | "auto")
         {
@@ -195,12 +263,23 @@ impl ImageConfig {
                 "{var}_FORMAT {f:?} is not one of raw, qcow2, vdi, vmdk, live-iso"
             )));
         }
-        Ok(ImageConfig {
-            url: url.trim().to_owned(),
+        let image = ImageConfig {
+            url: url.to_owned(),
             checksum: non_empty(checksum),
             checksum_type: non_empty(checksum_type),
             format: non_empty(format),
-        })
+        };
+        if image.is_oci() && image.checksum.is_some() {
+            return Err(Error::Config(format!(
+                "{var}_CHECKSUM must be empty for an oci:// image (it carries its own checksum): Metal3 refuses it"
+            )));
+        }
+        if !image.is_oci() && !image.is_live_iso() && image.checksum.is_none() {
+            return Err(Error::Config(format!(
+                "{var}_CHECKSUM is required (a hash or the URL of a checksum file) unless the format is live-iso or the URL is oci://: Metal3 refuses an image without it"
+            )));
+        }
+        Ok(image)
     }
 }
 
@@ -228,6 +307,11 @@ impl TryFrom<Args> for Config {
             &a.provision_image_checksum_type,
             &a.provision_image_format,
         )?;
+        if image.is_live_iso() {
+            return Err(Error::Config(
+                "PROVISION_IMAGE_FORMAT live-iso cannot carry the user's SSH key: Metal3 builds no config drive for a live ISO, so userData never reaches the host".into(),
+            ));
+        }
         let deprovision_image = non_empty(&a.deprovision_image)
             .map(|url| {
                 ImageConfig::checked(
@@ -247,6 +331,39 @@ impl TryFrom<Args> for Config {
                 "NOTIFY_URL {u:?} is not an http(s) URL"
             )));
         }
+        let webhook_secrets: Vec<String> = [&a.webhook_secret, &a.webhook_secret_previous]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        if a.verify_signature {
+            if webhook_secrets.is_empty() {
+                return Err(Error::Config(
+                    "WEBHOOK_SECRET is required to verify inbound signatures (VERIFY_SIGNATURE=false only for development)".into(),
+                ));
+            }
+            if webhook_secrets.iter().any(|s| s.len() < a.min_secret_bytes) {
+                return Err(Error::Config(format!(
+                    "WEBHOOK_SECRET and WEBHOOK_SECRET_PREVIOUS must be at least {} bytes (MIN_SECRET_BYTES)",
+                    a.min_secret_bytes
+                )));
+            }
+        }
+        if !matches!(a.success_status_code, 200 | 202) {
+            return Err(Error::Config(format!(
+                "SUCCESS_STATUS_CODE {} is not 200 or 202",
+                a.success_status_code
+            )));
+        }
+        let release_cleaning = match a.release_cleaning.trim() {
+            "metadata" => true,
+            "keep" => false,
+            other => {
+                return Err(Error::Config(format!(
+                    "RELEASE_CLEANING {other:?} is not metadata or keep"
+                )));
+            }
+        };
         let resource_types: Vec<String> = a
             .bmh_resource_types
             .split(',')
@@ -272,6 +389,11 @@ impl TryFrom<Args> for Config {
             replica_id: non_empty(&a.replica_id)
                 .or_else(|| std::env::var("HOSTNAME").ok().and_then(|h| non_empty(&h)))
                 .unwrap_or_else(|| format!("pid-{}", std::process::id())),
+            webhook_secrets,
+            verify_signature: a.verify_signature,
+            min_secret_bytes: a.min_secret_bytes,
+            success_status: a.success_status_code,
+            release_cleaning,
         })
     }
 }
@@ -282,9 +404,14 @@ impl Config {
         Config::try_from(Args::parse())
     }
 
-    /// A configuration with every default, for tests and embedding.
-    pub fn defaults() -> Result<Self> {
-        Config::try_from(Args::parse_from(["bmh-sidecar"]))
+    /// Parses `args` (the program name first) with the environment's variables behind them.
+    pub fn from_args<I, T>(args: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args = Args::try_parse_from(args).map_err(|e| Error::Config(e.to_string()))?;
+        Config::try_from(args)
     }
 
     /// Whether `resource_type` names a BareMetalHost.
@@ -294,58 +421,199 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn args(extra: &[&str]) -> Args {
-        let mut v = vec!["bmh-sidecar"];
-        v.extend_from_slice(extra);
-        Args::parse_from(v)
+    /// What every test configuration carries: a valid image, a long enough secret.
+    pub const VALID: [&str; 9] = [
+        "bmh-sidecar",
+        "--provision-image",
+        "http://img/ubuntu.qcow2",
+        "--provision-image-checksum",
+        "http://img/ubuntu.qcow2.sha256",
+        "--webhook-secret",
+        "a-webhook-secret-of-at-least-32-bytes",
+        "--provision-image-format",
+        "qcow2",
+    ];
+
+    /// A valid configuration with `extra` flags after the valid ones.
+    pub fn config(extra: &[&str]) -> Result<Config> {
+        Config::from_args(VALID.iter().chain(extra))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::config;
+    use super::*;
 
     #[test]
     fn defaults_match_the_replaced_service() {
-        let c = Config::try_from(args(&[])).unwrap();
+        let c = config(&[]).unwrap();
         assert_eq!(c.namespace, "default");
         assert_eq!(c.bmh_group, "metal3.io");
         assert_eq!(c.bmh_version, "v1alpha1");
         assert_eq!(c.bmh_plural, "baremetalhosts");
-        assert_eq!(c.image.url, "default-provision-image-url");
         assert_eq!(c.deprovision_image, None);
         assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.provision_timeout, Duration::from_secs(1800));
         assert_eq!(c.resource_types, vec!["Server".to_string()]);
         assert_eq!(c.resource_id_label, "reservations.polito.it/resource-id");
+        assert_eq!(c.success_status, 200);
+        assert!(c.verify_signature);
+        assert!(c.release_cleaning);
+    }
+
+    #[test]
+    fn the_replaced_services_default_image_is_refused_at_start() {
+        // `default-provision-image-url` is no URL: Metal3's webhook would refuse every spec
+        // write, and the reservation would wait for ever.
+        let e = Config::from_args(["bmh-sidecar", "--webhook-secret", &"s".repeat(32)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PROVISION_IMAGE"), "{e}");
+        assert!(e.contains("not an absolute URL"), "{e}");
+    }
+
+    #[test]
+    fn images_metal3_would_refuse_are_refused_at_start() {
+        let base = |extra: &[&str]| {
+            let mut v = vec![
+                "bmh-sidecar",
+                "--webhook-secret",
+                "a-webhook-secret-of-at-least-32-bytes",
+            ];
+            v.extend_from_slice(extra);
+            Config::from_args(v).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let no_checksum = base(&["--provision-image", "http://img/u.qcow2"]).unwrap_err();
+        assert!(
+            no_checksum.contains("PROVISION_IMAGE_CHECKSUM is required"),
+            "{no_checksum}"
+        );
+        let scheme = base(&[
+            "--provision-image",
+            "file:///img.qcow2",
+            "--provision-image-checksum",
+            "abc",
+        ])
+        .unwrap_err();
+        assert!(scheme.contains("http, https, ftp, gopher, oci"), "{scheme}");
+        let oci_sum = base(&[
+            "--provision-image",
+            "oci://quay.io/os/img:1",
+            "--provision-image-checksum",
+            "abc",
+        ])
+        .unwrap_err();
+        assert!(
+            oci_sum.contains("must be empty for an oci:// image"),
+            "{oci_sum}"
+        );
+        let live = base(&[
+            "--provision-image",
+            "http://img/x.iso",
+            "--provision-image-format",
+            "live-iso",
+        ])
+        .unwrap_err();
+        assert!(live.contains("live-iso"), "{live}");
+        assert!(base(&["--provision-image", "oci://quay.io/os/img:1"]).is_ok());
+        assert!(
+            base(&[
+                "--provision-image",
+                "https://img/u.raw",
+                "--provision-image-checksum",
+                "0123abcd",
+                "--provision-image-checksum-type",
+                "auto"
+            ])
+            .is_ok()
+        );
+        // A live ISO is fine for the release image: it needs no userData and no checksum.
+        assert!(
+            base(&[
+                "--provision-image",
+                "https://img/u.raw",
+                "--provision-image-checksum",
+                "0123",
+                "--deprovision-image",
+                "http://img/wipe.iso",
+                "--deprovision-image-format",
+                "live-iso"
+            ])
+            .is_ok()
+        );
+        let bad_wipe = base(&[
+            "--provision-image",
+            "https://img/u.raw",
+            "--provision-image-checksum",
+            "0123",
+            "--deprovision-image",
+            "wipe",
+        ])
+        .unwrap_err();
+        assert!(bad_wipe.contains("DEPROVISION_IMAGE"), "{bad_wipe}");
+    }
+
+    #[test]
+    fn inbound_secrets_are_required_and_long_enough() {
+        let e = Config::from_args(["bmh-sidecar", "--provision-image", "oci://q/i:1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("WEBHOOK_SECRET is required"), "{e}");
+        let e = config(&["--webhook-secret-previous", "short"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 32 bytes"), "{e}");
+        let c = config(&[
+            "--webhook-secret-previous",
+            "the-previous-secret-also-32-bytes-long",
+        ])
+        .unwrap();
+        assert_eq!(c.webhook_secrets.len(), 2);
+        let c = Config::from_args([
+            "bmh-sidecar",
+            "--provision-image",
+            "oci://q/i:1",
+            "--verify-signature",
+            "false",
+        ])
+        .unwrap();
+        assert!(!c.verify_signature);
     }
 
     #[test]
     fn notify_secret_falls_back_to_webhook_secret() {
-        let c = Config::try_from(args(&["--webhook-secret", "w"])).unwrap();
-        assert_eq!(c.notify_secret, "w");
-        let c = Config::try_from(args(&["--webhook-secret", "w", "--notify-secret", "n"])).unwrap();
+        let c = config(&[]).unwrap();
+        assert_eq!(c.notify_secret, "a-webhook-secret-of-at-least-32-bytes");
+        let c = config(&["--notify-secret", "n"]).unwrap();
         assert_eq!(c.notify_secret, "n");
     }
 
     #[test]
     fn rejects_bad_values() {
-        assert!(Config::try_from(args(&["--provision-image-format", "iso"])).is_err());
-        assert!(Config::try_from(args(&["--provision-image-checksum-type", "crc"])).is_err());
-        assert!(Config::try_from(args(&["--notify-url", "ftp://x"])).is_err());
-        assert!(Config::try_from(args(&["--annotation-prefix", "a/b"])).is_err());
+        assert!(config(&["--provision-image-format", "iso"]).is_err());
+        assert!(config(&["--provision-image-checksum-type", "crc"]).is_err());
+        assert!(config(&["--notify-url", "ftp://x"]).is_err());
+        assert!(config(&["--annotation-prefix", "a/b"]).is_err());
+        assert!(config(&["--success-status-code", "201"]).is_err());
+        assert!(config(&["--release-cleaning", "disabled"]).is_err());
         assert!(
-            Config::try_from(args(&[
+            config(&[
                 "--deprovision-image",
                 "http://wipe",
                 "--deprovision-image-format",
                 "tar"
-            ]))
+            ])
             .is_err()
         );
     }
 
     #[test]
     fn resource_types_are_a_comma_list() {
-        let c = Config::try_from(args(&["--bmh-resource-types", "Server, GPU Server ,"])).unwrap();
+        let c = config(&["--bmh-resource-types", "Server, GPU Server ,"]).unwrap();
         assert!(c.is_bmh_type("Server"));
         assert!(c.is_bmh_type("GPU Server"));
         assert!(!c.is_bmh_type("Database"));

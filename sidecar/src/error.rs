@@ -39,6 +39,14 @@ pub enum Error {
         resource_name: String,
     },
 
+    /// A Secret with the userData Secret's name exists and was not written by the sidecar
+    /// (no managed-by label): it is never overwritten or deleted.
+    #[error("Secret {name} exists and is not managed by bmh-sidecar; refusing to overwrite it")]
+    ForeignSecret {
+        /// The Secret.
+        name: String,
+    },
+
     /// The cloud-config could not be rendered.
     #[error("cannot render cloud-config: {0}")]
     Render(String),
@@ -81,6 +89,7 @@ impl Error {
             Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::ApiUnavailable(_) | Error::Contended { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::ForeignSecret { .. } => StatusCode::CONFLICT,
             Error::Kube { source, .. } => match source {
                 kube::Error::Api(status) if status.code == 403 => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_GATEWAY,
@@ -101,6 +110,7 @@ impl Error {
             Error::ApiUnavailable(_) => "KubernetesUnavailable",
             Error::Contended { .. } => "Conflict",
             Error::Kube { .. } => "KubernetesError",
+            Error::ForeignSecret { .. } => "ForeignSecret",
             Error::Render(_) => "RenderError",
             Error::Config(_) => "ConfigError",
             Error::KubeConfig(_) => "KubeConfigError",
@@ -114,6 +124,7 @@ impl Error {
         match self {
             Error::Kube { resource_name, .. } => resource_name.as_deref(),
             Error::Contended { resource_name } => Some(resource_name),
+            Error::ForeignSecret { name } => Some(name),
             _ => None,
         }
     }

@@ -24,6 +24,11 @@ pub const FIELD_MANAGER: &str = "bmh-sidecar";
 /// Kind of the BMH custom resource.
 pub const BMH_KIND: &str = "BareMetalHost";
 
+/// Label every Secret the sidecar writes carries (value [`FIELD_MANAGER`]). The sidecar never
+/// changes or deletes a Secret without it, and the shipped ValidatingAdmissionPolicy
+/// (`k8s/base/secret-policy.yaml`) holds its ServiceAccount to the same rule.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
 /// How a conditional write ended.
 #[derive(Debug)]
 pub enum Write {
@@ -33,6 +38,9 @@ pub enum Write {
     Conflict,
     /// The object no longer exists.
     Gone,
+    /// The API server refused the write for good (4xx other than 404/409: Metal3's
+    /// validating webhook, RBAC, schema validation): retrying the same write cannot help.
+    Refused(String),
 }
 
 /// Typed access to the BMHs and Secrets of the configured namespace.
@@ -98,8 +106,12 @@ impl Kube {
         r.map(|_| ()).map_err(|e| Error::kube(e, None))
     }
 
-    /// The BMHs labelled `label=value`.
+    /// The BMHs labelled `label=value` (none when `value` cannot be a label value, such as a
+    /// negative number: the selector would be refused).
     pub async fn list_labelled(&self, label: &str, value: &str) -> Result<Vec<DynamicObject>> {
+        if !is_label_value(value) {
+            return Ok(Vec::new());
+        }
         let lp = ListParams::default().labels(&format!("{label}={value}"));
         let r = self.timed(None, self.bmh.list(&lp)).await?;
         r.map(|l| l.items).map_err(|e| Error::kube(e, None))
@@ -127,6 +139,9 @@ impl Kube {
             Ok(o) => Ok(Write::Done(Box::new(o))),
             Err(e) if is_conflict(&e) => Ok(Write::Conflict),
             Err(e) if is_not_found(&e) => Ok(Write::Gone),
+            Err(kube::Error::Api(status)) if is_refusal(status.code) => {
+                Ok(Write::Refused(status.message))
+            }
             Err(e) => Err(Error::kube(e, Some(name))),
         }
     }
@@ -148,13 +163,7 @@ impl Kube {
                 name: Some(name.clone()),
                 namespace: Some(self.namespace.clone()),
                 annotations: annotations.clone(),
-                labels: Some(
-                    [(
-                        "app.kubernetes.io/managed-by".to_owned(),
-                        FIELD_MANAGER.to_owned(),
-                    )]
-                    .into(),
-                ),
+                labels: Some([(MANAGED_BY_LABEL.to_owned(), FIELD_MANAGER.to_owned())].into()),
                 owner_references: Some(vec![OwnerReference {
                     api_version: self.resource.api_version.clone(),
                     kind: self.resource.kind.clone(),
@@ -179,11 +188,15 @@ impl Kube {
             Err(e) if is_conflict(&e) => {}
             Err(e) => return Err(Error::kube(e, Some(&name))),
         }
-        // It exists: left over, or written by another replica. Make it say what it must.
+        // It exists: left over, or written by another replica. Make it say what it must, but
+        // only if it is ours: a Secret of that name someone else wrote is never overwritten.
         let existing = self
             .timed(Some(&name), self.secrets.get(&name))
             .await?
             .map_err(|e| Error::kube(e, Some(&name)))?;
+        if !is_managed(&existing) {
+            return Err(Error::ForeignSecret { name });
+        }
         let same_data =
             existing.data.as_ref().and_then(|d| d.get("userData")) == data.get("userData");
         let same_owner = existing
@@ -231,6 +244,10 @@ impl Kube {
             Ok(None) => return Ok(()),
             Err(e) => return Err(Error::kube(e, Some(&name))),
         };
+        if !is_managed(&existing) {
+            tracing::warn!(secret = %name, "a Secret of this name is not managed by bmh-sidecar; left in place");
+            return Ok(());
+        }
         let written_for = existing.annotations().get(&self.secret_holder_key);
         let releasing = host.holder.as_ref().map(|h| &h.event_id);
         if let (Some(written_for), Some(releasing)) = (written_for, releasing)
@@ -255,6 +272,29 @@ impl Kube {
             Err(e) => Err(Error::kube(e, Some(&name))),
         }
     }
+}
+
+/// Carries the sidecar's managed-by label.
+fn is_managed(secret: &Secret) -> bool {
+    secret.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(FIELD_MANAGER)
+}
+
+/// A 4xx answer that retrying the same request cannot change (404 and 409 have their own
+/// meaning here; 429 means "later").
+fn is_refusal(code: u16) -> bool {
+    (400..500).contains(&code) && !matches!(code, 404 | 409 | 429)
+}
+
+/// A valid Kubernetes label value: at most 63 characters of `[A-Za-z0-9._-]`, starting and
+/// ending with an alphanumeric (or empty).
+pub fn is_label_value(v: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    v.is_empty()
+        || (v.len() <= 63
+            && alnum(v.chars().next())
+            && alnum(v.chars().last())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
 }
 
 /// Reads the decision-relevant facts of a BMH.
@@ -283,6 +323,8 @@ pub fn holder_of(
         ssh_public_key: ev.ssh_public_key.clone(),
         resource_id: r.resource_id,
         resource_name: r.resource_name.clone(),
+        // Validated as RFC 3339 by the event rules; an unparsable one means "unknown".
+        event_end: r.event_end.parse().ok(),
     }
 }
 
@@ -302,7 +344,7 @@ mod tests {
     fn kube() -> (Kube, Handle) {
         let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(svc, "ns");
-        let mut cfg = Config::defaults().unwrap();
+        let mut cfg = crate::config::fixtures::config(&[]).unwrap();
         cfg.namespace = "ns".into();
         (Kube::new(client, &cfg), handle)
     }
@@ -392,7 +434,8 @@ mod tests {
         );
         send.send_response(reply(200, json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns", "resourceVersion": "42"},
+            "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns", "resourceVersion": "42",
+                         "labels": {"app.kubernetes.io/managed-by": "bmh-sidecar"}},
             "data": {"userData": "b2xk"}
         })));
         let (req, send) = next(&mut h).await;
@@ -408,6 +451,63 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
         ));
         call.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_secret_of_that_name_written_by_someone_else_is_never_overwritten() {
+        let (k, mut h) = kube();
+        let call = tokio::spawn({
+            let k = k.clone();
+            async move { k.ensure_secret(&fixtures::host(), "#cloud-config\n").await }
+        });
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "POST");
+        send.send_response(reply(409, status(409, "AlreadyExists")));
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "GET");
+        send.send_response(reply(200, json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns", "resourceVersion": "42"},
+            "data": {"userData": "b2xk"}
+        })));
+        assert!(matches!(
+            call.await.unwrap(),
+            Err(Error::ForeignSecret { name }) if name == "lab-server-a1-userdata"
+        ));
+        let more =
+            tokio::time::timeout(std::time::Duration::from_millis(200), h.next_request()).await;
+        assert!(more.is_err(), "a foreign Secret was written");
+    }
+
+    #[tokio::test]
+    async fn a_refused_bmh_write_is_terminal_not_retried() {
+        let (k, mut h) = kube();
+        let call = tokio::spawn({
+            let k = k.clone();
+            async move {
+                k.patch_bmh("host-1", &json!({"spec": {"online": true}}))
+                    .await
+            }
+        });
+        let (_, send) = next(&mut h).await;
+        send.send_response(reply(
+            403,
+            status(403, "admission webhook \"baremetalhost.metal3.io\" denied the request: checksum is required for normal images"),
+        ));
+        match call.await.unwrap() {
+            Ok(Write::Refused(m)) => assert!(m.contains("checksum is required"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn label_values() {
+        for ok in ["1", "42", "a.b_c-d", ""] {
+            assert!(is_label_value(ok), "{ok}");
+        }
+        for bad in ["-1", "a b", "x-", &"9".repeat(64)] {
+            assert!(!is_label_value(bad), "{bad}");
+        }
     }
 
     #[tokio::test]
@@ -432,6 +532,7 @@ mod tests {
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns",
                          "uid": "secret-uid", "resourceVersion": "77",
+                         "labels": {"app.kubernetes.io/managed-by": "bmh-sidecar"},
                          "annotations": {"reservations.polito.it/event-id": event}},
             "data": {"userData": "b2xk"}
         })

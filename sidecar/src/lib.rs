@@ -40,6 +40,7 @@
 //! - [`plan`]: pure decisions: webhook deliveries, reconciler steps, spec patches, name mapping.
 //! - [`cloudinit`]: the `#cloud-config` userData, rendered by a YAML serializer.
 //! - [`k8s`]: all Kubernetes I/O (BMHs as `DynamicObject`s, Secrets).
+//! - [`verify`]: the filter's own check of every delivery, again behind the edge.
 //! - [`webhook`]: the `POST /webhook` logic.
 //! - [`reconcile`]: the controller that carries out intents.
 //! - [`notify`]: signed notifications with retry.
@@ -59,6 +60,7 @@ pub mod reconcile;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod verify;
 pub mod webhook;
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! What the sidecar reads from a BareMetalHost: its own annotations (the reservation that holds
-//! the host, the phase, the pending start, the delivered notification) and the Metal3 fields it
-//! needs (spec image/userData/online, `status.provisioning.state`, `status.operationalStatus`).
+//! the host, the phase, the pending start, the delivered notification, the reservations that
+//! ended) and the Metal3 fields its decisions need (spec and status, as the baremetal-operator
+//! writes them).
 //!
 //! Pure: no I/O. Both the webhook planner and the reconciler start from a [`Host`].
 
@@ -10,6 +11,16 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+
+/// Metal3's annotation that stops the baremetal-operator from reconciling a host.
+pub const PAUSED_ANNOTATION: &str = "baremetalhost.metal3.io/paused";
+/// Metal3's annotation that detaches a host from its provisioner.
+pub const DETACHED_ANNOTATION: &str = "baremetalhost.metal3.io/detached";
+/// Metal3's `errorType` for a failed deployment (and for the retry limit).
+pub const PROVISIONING_ERROR: &str = "provisioning error";
+/// Most reservations whose END was seen that one host remembers (they are forgotten anyway
+/// once their `eventEnd` has passed, when the eventEnd rule alone refuses a late START).
+pub const MAX_ENDED: usize = 64;
 
 /// Names of the sidecar's annotations, all under one prefix (`ANNOTATION_PREFIX`).
 #[derive(Debug, Clone)]
@@ -26,6 +37,8 @@ pub struct Keys {
     pub resource_id: String,
     /// `<prefix>/resource-name`: the reservation system's resourceName.
     pub resource_name: String,
+    /// `<prefix>/event-end`: the holder's `eventEnd` (RFC 3339).
+    pub event_end: String,
     /// `<prefix>/phase`: provisioning, provisioned, deprovisioning, released or failed.
     pub phase: String,
     /// `<prefix>/phase-since`: RFC 3339 time the phase began (timeouts count from here).
@@ -39,6 +52,9 @@ pub struct Keys {
     /// `<prefix>/notify-claim`: `<replica> <expiry>`: the replica sending the notification, so
     /// that two replicas never both send it.
     pub notify_claim: String,
+    /// `<prefix>/ended`: JSON `{eventId: eventEnd}` of reservations whose EVENT_END was
+    /// received, so a late or replayed START of one of them never provisions the host again.
+    pub ended: String,
 }
 
 impl Keys {
@@ -52,12 +68,14 @@ impl Keys {
             ssh_public_key: k("ssh-public-key"),
             resource_id: k("resource-id"),
             resource_name: k("resource-name"),
+            event_end: k("event-end"),
             phase: k("phase"),
             phase_since: k("phase-since"),
             detail: k("detail"),
             notified: k("notified"),
             pending: k("pending-start"),
             notify_claim: k("notify-claim"),
+            ended: k("ended"),
         }
     }
 }
@@ -74,7 +92,8 @@ pub enum Phase {
     Deprovisioning,
     /// The host is free again (the holder annotations stay for the record).
     Released,
-    /// Provisioning or release failed (operator error or timeout); the holder still owns it.
+    /// Provisioning or release failed (Metal3 gave up, refused our spec, or a timeout); the
+    /// holder still owns the host, whose image has been removed so Metal3 stops trying.
     Failed,
 }
 
@@ -109,6 +128,62 @@ impl fmt::Display for Phase {
     }
 }
 
+/// Metal3's `status.provisioning.state`, as the baremetal-operator writes it
+/// (`apis/metal3.io/v1alpha1/baremetalhost_types.go`, `ProvisioningState`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ProvisioningState {
+    /// No status yet (the operator has not seen the host).
+    #[default]
+    None,
+    /// `registering`, `inspecting`, `preparing`, `match profile`: on the way to `available`.
+    Preparing,
+    /// `available` (or its deprecated spelling `ready`): free to provision.
+    Available,
+    /// `provisioning`: an image is being written.
+    Provisioning,
+    /// `provisioned`: the image is on the disk.
+    Provisioned,
+    /// `deprovisioning`: the image is being removed (and the disk cleaned).
+    Deprovisioning,
+    /// `externally provisioned`: managed outside Metal3's provisioning.
+    ExternallyProvisioned,
+    /// `unmanaged`, `powering off before delete`, `deleting`, or anything newer.
+    Other(String),
+}
+
+impl ProvisioningState {
+    /// Parses the status field.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "" => ProvisioningState::None,
+            "registering" | "inspecting" | "preparing" | "match profile" => {
+                ProvisioningState::Preparing
+            }
+            "available" | "ready" => ProvisioningState::Available,
+            "provisioning" => ProvisioningState::Provisioning,
+            "provisioned" => ProvisioningState::Provisioned,
+            "deprovisioning" => ProvisioningState::Deprovisioning,
+            "externally provisioned" => ProvisioningState::ExternallyProvisioned,
+            other => ProvisioningState::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ProvisioningState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProvisioningState::None => "none",
+            ProvisioningState::Preparing => "preparing",
+            ProvisioningState::Available => "available",
+            ProvisioningState::Provisioning => "provisioning",
+            ProvisioningState::Provisioned => "provisioned",
+            ProvisioningState::Deprovisioning => "deprovisioning",
+            ProvisioningState::ExternallyProvisioned => "externally provisioned",
+            ProvisioningState::Other(s) => s,
+        })
+    }
+}
+
 /// A reservation of one host: who, and for which event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -119,12 +194,21 @@ pub struct Holder {
     pub ssh_public_key: String,
     pub resource_id: i64,
     pub resource_name: String,
+    /// When the reservation ends (its `eventEnd`); `None` only for records written by an
+    /// older sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_end: Option<Timestamp>,
 }
 
 impl Holder {
     /// Same reservation (event) and same user.
     pub fn same_reservation(&self, other: &Holder) -> bool {
         self.event_id == other.event_id && self.user_id == other.user_id
+    }
+
+    /// The reservation's `eventEnd` has passed at `now`.
+    pub fn has_ended(&self, now: Timestamp) -> bool {
+        self.event_end.is_some_and(|end| end <= now)
     }
 }
 
@@ -151,6 +235,106 @@ impl Claim {
     }
 }
 
+/// `spec.consumerRef` of a BMH: the object that uses the host. Cluster API's Metal3 provider and
+/// Metal3's HostClaims only take hosts without one, so a reservation sets its own.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerRef {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+}
+
+/// The kind of the consumerRef a reservation writes (with apiVersion `<prefix>/v1`).
+pub const RESERVATION_KIND: &str = "Reservation";
+
+impl ConsumerRef {
+    /// The consumerRef of reservation `event_id`, in the annotation prefix's group.
+    pub fn reservation(prefix: &str, namespace: &str, event_id: &str) -> Self {
+        ConsumerRef {
+            api_version: format!("{prefix}/v1"),
+            kind: RESERVATION_KIND.to_owned(),
+            name: event_id.to_owned(),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// Written by a reservation of this sidecar (any event).
+    pub fn is_reservation(&self, prefix: &str) -> bool {
+        self.kind == RESERVATION_KIND && self.api_version == format!("{prefix}/v1")
+    }
+
+    /// `Kind/name` for messages.
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+}
+
+/// The BMH spec fields the sidecar reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spec {
+    /// `spec.image.url`.
+    pub image_url: Option<String>,
+    /// `spec.userData.name`.
+    pub user_data: Option<String>,
+    /// `spec.online`.
+    pub online: bool,
+    /// `spec.consumerRef`.
+    pub consumer_ref: Option<ConsumerRef>,
+    /// `spec.bmc.address` ("" when absent).
+    pub bmc_address: String,
+    /// `spec.externallyProvisioned`.
+    pub externally_provisioned: bool,
+    /// `spec.customDeploy.method` is set.
+    pub custom_deploy: bool,
+    /// `spec.automatedCleaningMode` (`metadata` when absent, as in Metal3's CRD default).
+    pub automated_cleaning_mode: String,
+}
+
+/// What Metal3 reports in the BMH status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    /// `status.provisioning.state`.
+    pub state: ProvisioningState,
+    /// `status.operationalStatus` (`OK`, `discovered`, `error`, `delayed`, `detached`,
+    /// `servicing`; "" when absent).
+    pub operational_status: String,
+    /// `status.errorType`.
+    pub error_type: String,
+    /// `status.errorMessage`.
+    pub error_message: String,
+    /// `status.provisioningFailCount`: failed deployments the operator has retried.
+    pub provisioning_fail_count: i64,
+    /// `status.operationHistory.provision.start`: when the latest provisioning attempt began.
+    pub provision_started: Option<Timestamp>,
+    /// `status.provisioning.image.url`, when the operator reports it.
+    pub image_url: Option<String>,
+    /// `status.poweredOn`.
+    pub powered_on: bool,
+}
+
+impl Status {
+    /// Metal3 reports an error for this host.
+    pub fn has_error(&self) -> bool {
+        self.operational_status == "error"
+    }
+
+    /// `errorType: errorMessage`, for messages.
+    pub fn error(&self) -> String {
+        [self.error_type.as_str(), self.error_message.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+}
+
 /// The facts about one BMH that decisions depend on.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Host {
@@ -166,22 +350,22 @@ pub struct Host {
     pub pending: Option<Holder>,
     /// Who is sending the notification of the current phase, and until when.
     pub notify_claim: Option<Claim>,
-    pub spec_image_url: Option<String>,
-    pub spec_user_data: Option<String>,
-    pub spec_online: bool,
-    pub consumer_ref: bool,
-    /// `status.provisioning.state` ("" when absent).
-    pub state: String,
-    /// `status.operationalStatus` ("" when absent).
-    pub operational_status: String,
-    /// `status.errorType` / `status.errorMessage`.
-    pub error: String,
-    /// `status.provisioning.image.url`, when the operator reports it.
-    pub status_image_url: Option<String>,
+    /// Reservations whose END was received: eventId → eventEnd.
+    pub ended: BTreeMap<String, Timestamp>,
+    /// Metal3's paused annotation is present.
+    pub paused: bool,
+    /// Metal3's detached annotation is present.
+    pub detached: bool,
+    pub spec: Spec,
+    pub status: Status,
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    v.pointer(path)?.as_str()
+}
+
+fn time_at(v: &Value, path: &str) -> Option<Timestamp> {
+    str_at(v, path)?.parse().ok()
 }
 
 impl Host {
@@ -203,16 +387,59 @@ impl Host {
             ssh_public_key: a(&keys.ssh_public_key).to_owned(),
             resource_id: a(&keys.resource_id).parse().unwrap_or_default(),
             resource_name: a(&keys.resource_name).to_owned(),
+            event_end: a(&keys.event_end).parse().ok(),
         });
-        let error = [
-            str_at(data, &["status", "errorType"]).unwrap_or_default(),
-            str_at(data, &["status", "errorMessage"]).unwrap_or_default(),
-        ]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(": ");
+        let spec = Spec {
+            image_url: str_at(data, "/spec/image/url")
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+            user_data: str_at(data, "/spec/userData/name").map(str::to_owned),
+            online: data
+                .pointer("/spec/online")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            consumer_ref: data
+                .pointer("/spec/consumerRef")
+                .filter(|v| !v.is_null())
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            bmc_address: str_at(data, "/spec/bmc/address")
+                .unwrap_or_default()
+                .to_owned(),
+            externally_provisioned: data
+                .pointer("/spec/externallyProvisioned")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            custom_deploy: str_at(data, "/spec/customDeploy/method").is_some_and(|m| !m.is_empty()),
+            automated_cleaning_mode: str_at(data, "/spec/automatedCleaningMode")
+                .unwrap_or("metadata")
+                .to_owned(),
+        };
+        let status = Status {
+            state: ProvisioningState::parse(
+                str_at(data, "/status/provisioning/state").unwrap_or_default(),
+            ),
+            operational_status: str_at(data, "/status/operationalStatus")
+                .unwrap_or_default()
+                .to_owned(),
+            error_type: str_at(data, "/status/errorType")
+                .unwrap_or_default()
+                .to_owned(),
+            error_message: str_at(data, "/status/errorMessage")
+                .unwrap_or_default()
+                .to_owned(),
+            provisioning_fail_count: data
+                .pointer("/status/provisioningFailCount")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            provision_started: time_at(data, "/status/operationHistory/provision/start"),
+            image_url: str_at(data, "/status/provisioning/image/url")
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+            powered_on: data
+                .pointer("/status/poweredOn")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
         Host {
             name: name.to_owned(),
             namespace: namespace.to_owned(),
@@ -225,24 +452,12 @@ impl Host {
             notified: Phase::parse(a(&keys.notified)),
             pending: serde_json::from_str(a(&keys.pending)).ok(),
             notify_claim: Claim::parse(a(&keys.notify_claim)),
-            spec_image_url: str_at(data, &["spec", "image", "url"]).map(str::to_owned),
-            spec_user_data: str_at(data, &["spec", "userData", "name"]).map(str::to_owned),
-            spec_online: data
-                .pointer("/spec/online")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            consumer_ref: data
-                .pointer("/spec/consumerRef")
-                .is_some_and(|v| !v.is_null()),
-            state: str_at(data, &["status", "provisioning", "state"])
-                .unwrap_or_default()
-                .to_owned(),
-            operational_status: str_at(data, &["status", "operationalStatus"])
-                .unwrap_or_default()
-                .to_owned(),
-            error,
-            status_image_url: str_at(data, &["status", "provisioning", "image", "url"])
-                .map(str::to_owned),
+            ended: serde_json::from_str(a(&keys.ended)).unwrap_or_default(),
+            paused: annotations.contains_key(PAUSED_ANNOTATION),
+            detached: annotations.contains_key(DETACHED_ANNOTATION)
+                || status.operational_status == "detached",
+            spec,
+            status,
         }
     }
 
@@ -256,14 +471,30 @@ impl Host {
         secret_name(&self.name)
     }
 
-    /// Metal3 reports an error for this host.
-    pub fn operator_error(&self) -> bool {
-        self.operational_status == "error"
+    /// Why Metal3 would never provision this host, if it would not: the checks BMO makes before
+    /// it provisions (`baremetalhost_controller.go`: paused and detached hosts are not
+    /// reconciled; `externallyProvisioned` hosts are adopted, not provisioned; a host without a
+    /// BMC cannot be powered or deployed; `customDeploy` replaces the image).
+    pub fn unprovisionable(&self) -> Option<String> {
+        let why = if self.paused {
+            format!("Metal3 reconciliation is paused ({PAUSED_ANNOTATION})")
+        } else if self.detached {
+            "the host is detached from Metal3's provisioner".to_owned()
+        } else if self.spec.externally_provisioned {
+            "the host is externally provisioned (spec.externallyProvisioned)".to_owned()
+        } else if self.spec.bmc_address.is_empty() {
+            "the host has no BMC address (spec.bmc.address)".to_owned()
+        } else if self.spec.custom_deploy {
+            "the host uses a custom deploy (spec.customDeploy)".to_owned()
+        } else {
+            return None;
+        };
+        Some(why)
     }
 
-    /// Metal3 considers the host free (`ready` is the deprecated spelling).
-    pub fn is_available(&self) -> bool {
-        matches!(self.state.as_str(), "available" | "ready")
+    /// Whether `event_id` ended: its END was received on this host.
+    pub fn has_ended(&self, event_id: &str) -> bool {
+        self.ended.contains_key(event_id)
     }
 }
 
@@ -272,13 +503,46 @@ pub fn secret_name(bmh: &str) -> String {
     format!("{bmh}-userdata")
 }
 
-/// Builds JSON merge patches of the sidecar's annotations. Every patch carries the
-/// resourceVersion it was decided on, so a concurrent writer makes it fail with 409.
+/// `ended` plus `event_id` (ending at `event_end`), without the entries whose eventEnd has
+/// passed at `now`, at most [`MAX_ENDED`] (the earliest ends are dropped first).
+pub fn with_ended(
+    ended: &BTreeMap<String, Timestamp>,
+    event_id: &str,
+    event_end: Option<Timestamp>,
+    now: Timestamp,
+) -> BTreeMap<String, Timestamp> {
+    let mut out: BTreeMap<String, Timestamp> = ended
+        .iter()
+        .filter(|(_, end)| **end > now)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    // An END without a known eventEnd is remembered for a day.
+    let end = event_end
+        .filter(|e| *e > now)
+        .unwrap_or_else(|| now + jiff::SignedDuration::from_hours(24));
+    out.insert(event_id.to_owned(), end);
+    while out.len() > MAX_ENDED {
+        let Some(first) = out
+            .iter()
+            .min_by_key(|(_, end)| **end)
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        out.remove(&first);
+    }
+    out
+}
+
+/// Builds JSON merge patches of the sidecar's annotations (and, where a decision takes or frees
+/// the host, its `spec.consumerRef`). Every patch carries the resourceVersion it was decided on,
+/// so a concurrent writer makes it fail with 409.
 #[derive(Debug)]
 pub struct AnnotationPatch<'k> {
     keys: &'k Keys,
     rv: Option<String>,
     set: Map<String, Value>,
+    spec: Map<String, Value>,
 }
 
 impl<'k> AnnotationPatch<'k> {
@@ -288,6 +552,7 @@ impl<'k> AnnotationPatch<'k> {
             keys,
             rv: Some(resource_version.to_owned()),
             set: Map::new(),
+            spec: Map::new(),
         }
     }
 
@@ -297,6 +562,7 @@ impl<'k> AnnotationPatch<'k> {
             keys,
             rv: None,
             set: Map::new(),
+            spec: Map::new(),
         }
     }
 
@@ -315,6 +581,7 @@ impl<'k> AnnotationPatch<'k> {
             .put(&k.ssh_public_key, Some(h.ssh_public_key.clone()))
             .put(&k.resource_id, Some(h.resource_id.to_string()))
             .put(&k.resource_name, Some(h.resource_name.clone()))
+            .put(&k.event_end, h.event_end.map(|t| t.to_string()))
     }
 
     /// Enters `phase` now, with a reason.
@@ -345,6 +612,24 @@ impl<'k> AnnotationPatch<'k> {
         self.put(&k.notify_claim, claim.map(Claim::render))
     }
 
+    /// Records the reservations whose END was received.
+    pub fn ended(self, ended: &BTreeMap<String, Timestamp>) -> Self {
+        let k = self.keys;
+        let v = (!ended.is_empty())
+            .then(|| serde_json::to_string(ended).ok())
+            .flatten();
+        self.put(&k.ended, v)
+    }
+
+    /// Sets (or clears) `spec.consumerRef` in the same write.
+    pub fn consumer_ref(mut self, consumer: Option<&ConsumerRef>) -> Self {
+        let v = consumer
+            .and_then(|c| serde_json::to_value(c).ok())
+            .unwrap_or(Value::Null);
+        self.spec.insert("consumerRef".into(), v);
+        self
+    }
+
     /// The JSON merge patch.
     pub fn build(self) -> Value {
         let mut meta = Map::new();
@@ -352,7 +637,11 @@ impl<'k> AnnotationPatch<'k> {
             meta.insert("resourceVersion".into(), Value::String(rv));
         }
         meta.insert("annotations".into(), Value::Object(self.set));
-        json!({ "metadata": meta })
+        if self.spec.is_empty() {
+            json!({ "metadata": meta })
+        } else {
+            json!({ "metadata": meta, "spec": self.spec })
+        }
     }
 }
 
@@ -360,10 +649,13 @@ impl<'k> AnnotationPatch<'k> {
 pub(crate) mod fixtures {
     use super::*;
 
+    pub const PREFIX: &str = "reservations.polito.it";
+
     pub fn keys() -> Keys {
-        Keys::new("reservations.polito.it")
+        Keys::new(PREFIX)
     }
 
+    /// A reservation that ends a day after the unix epoch (the tests' clock runs near it).
     pub fn holder(event: &str, user: &str) -> Holder {
         Holder {
             event_id: event.into(),
@@ -372,17 +664,27 @@ pub(crate) mod fixtures {
             ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForUnitTests u@h".into(),
             resource_id: 1,
             resource_name: "Lab Server A1".into(),
+            event_end: Some(Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_hours(24)),
         }
     }
 
+    /// An `available` host as Metal3 shows it after registration.
     pub fn host() -> Host {
         Host {
             name: "lab-server-a1".into(),
             namespace: "ns".into(),
             uid: "uid-1".into(),
             resource_version: "10".into(),
-            state: "available".into(),
-            spec_online: false,
+            spec: Spec {
+                bmc_address: "ipmi://192.0.2.10".into(),
+                automated_cleaning_mode: "metadata".into(),
+                ..Spec::default()
+            },
+            status: Status {
+                state: ProvisioningState::Available,
+                operational_status: "OK".into(),
+                ..Status::default()
+            },
             ..Host::default()
         }
     }
@@ -392,10 +694,11 @@ pub(crate) mod fixtures {
             self.holder = Some(h.clone());
             self.phase = Some(phase);
             self.phase_since = Some(Timestamp::UNIX_EPOCH);
+            self.spec.consumer_ref = Some(ConsumerRef::reservation(PREFIX, "ns", &h.event_id));
             self
         }
         pub fn with_state(mut self, s: &str) -> Self {
-            self.state = s.into();
+            self.status.state = ProvisioningState::parse(s);
             self
         }
         pub fn with_pending(mut self, h: &Holder) -> Self {
@@ -411,7 +714,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_annotations_and_status() {
+    fn reads_annotations_spec_and_status() {
         let k = keys();
         let h = holder("101", "u1");
         let patch = AnnotationPatch::on(&k, "5")
@@ -426,21 +729,38 @@ mod tests {
             .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
             .collect();
         let data = json!({
-            "spec": {"online": true, "image": {"url": "http://img"}, "userData": {"name": "x-userdata"}},
-            "status": {"provisioning": {"state": "provisioning"}, "operationalStatus": "error",
-                       "errorType": "provisioning error", "errorMessage": "boom"}
+            "spec": {"online": true, "image": {"url": "http://img"}, "userData": {"name": "x-userdata"},
+                     "bmc": {"address": "ipmi://192.0.2.1"},
+                     "consumerRef": {"apiVersion": "reservations.polito.it/v1", "kind": "Reservation", "name": "101"}},
+            "status": {"provisioning": {"state": "provisioning", "image": {"url": "http://img"}},
+                       "operationalStatus": "error", "errorType": "provisioning error",
+                       "errorMessage": "boom", "provisioningFailCount": 2, "poweredOn": true,
+                       "operationHistory": {"provision": {"start": "2026-11-30T10:00:00Z"}}}
         });
         let host = Host::read(&k, "x", "ns", "uid", "5", &ann, &data);
         assert_eq!(host.holder, Some(h));
         assert_eq!(host.phase, Some(Phase::Provisioning));
         assert_eq!(host.phase_since, Some(Timestamp::UNIX_EPOCH));
         assert_eq!(host.pending, Some(holder("202", "u2")));
-        assert_eq!(host.spec_image_url.as_deref(), Some("http://img"));
-        assert_eq!(host.spec_user_data.as_deref(), Some("x-userdata"));
-        assert!(host.spec_online);
-        assert!(host.operator_error());
-        assert_eq!(host.error, "provisioning error: boom");
-        assert_eq!(host.state, "provisioning");
+        assert_eq!(host.spec.image_url.as_deref(), Some("http://img"));
+        assert_eq!(host.spec.user_data.as_deref(), Some("x-userdata"));
+        assert!(host.spec.online);
+        assert!(
+            host.spec
+                .consumer_ref
+                .as_ref()
+                .is_some_and(|c| c.is_reservation(PREFIX))
+        );
+        assert!(host.status.has_error());
+        assert_eq!(host.status.error(), "provisioning error: boom");
+        assert_eq!(host.status.state, ProvisioningState::Provisioning);
+        assert_eq!(host.status.provisioning_fail_count, 2);
+        assert_eq!(
+            host.status.provision_started,
+            Some("2026-11-30T10:00:00Z".parse().unwrap())
+        );
+        assert!(host.status.powered_on);
+        assert_eq!(host.unprovisionable(), None);
         assert_eq!(patch["metadata"]["resourceVersion"], "5");
         assert_eq!(
             patch["metadata"]["annotations"]["reservations.polito.it/detail"],
@@ -453,8 +773,54 @@ mod tests {
         let host = Host::read(&keys(), "x", "ns", "u", "1", &BTreeMap::new(), &json!({}));
         assert_eq!(host.holder, None);
         assert_eq!(host.phase, None);
-        assert!(!host.spec_online);
+        assert!(!host.spec.online);
         assert_eq!(host.secret_name(), "x-userdata");
+        assert_eq!(host.status.state, ProvisioningState::None);
+        assert_eq!(
+            host.unprovisionable().as_deref(),
+            Some("the host has no BMC address (spec.bmc.address)")
+        );
+    }
+
+    #[test]
+    fn hosts_metal3_would_never_provision() {
+        let mut paused = host();
+        paused.paused = true;
+        let mut detached = host();
+        detached.detached = true;
+        let mut external = host();
+        external.spec.externally_provisioned = true;
+        let mut custom = host();
+        custom.spec.custom_deploy = true;
+        for (h, why) in [
+            (paused, "paused"),
+            (detached, "detached"),
+            (external, "externally provisioned"),
+            (custom, "custom deploy"),
+        ] {
+            assert!(
+                h.unprovisionable().is_some_and(|w| w.contains(why)),
+                "{why}"
+            );
+        }
+        let ann = BTreeMap::from([(DETACHED_ANNOTATION.to_owned(), "{}".to_owned())]);
+        let h = Host::read(&keys(), "x", "ns", "u", "1", &ann, &json!({}));
+        assert!(h.detached);
+    }
+
+    #[test]
+    fn ended_reservations_are_bounded_and_forget_past_ends() {
+        let now = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_hours(1);
+        let later = |h: i64| Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_hours(h);
+        let mut ended = BTreeMap::from([("old".to_owned(), later(0))]);
+        ended = with_ended(&ended, "a", Some(later(5)), now);
+        assert_eq!(ended.keys().collect::<Vec<_>>(), ["a"]);
+        for i in 0..(MAX_ENDED + 5) {
+            ended = with_ended(&ended, &format!("e{i}"), Some(later(10 + i as i64)), now);
+        }
+        assert_eq!(ended.len(), MAX_ENDED);
+        assert!(!ended.contains_key("a"), "the earliest end goes first");
+        assert!(ended.contains_key(&format!("e{}", MAX_ENDED + 4)));
     }
 
     #[test]
@@ -464,6 +830,7 @@ mod tests {
             .notified(Some(Phase::Provisioned))
             .build();
         assert!(p["metadata"].get("resourceVersion").is_none());
+        assert!(p.get("spec").is_none());
         assert_eq!(
             p["metadata"]["annotations"]["reservations.polito.it/notified"],
             "provisioned"

@@ -1,7 +1,13 @@
 //! Notifications: a signed JSON POST to `NOTIFY_URL` when a host is provisioned, released or
 //! failed, retried with exponential backoff. The body is built from the host's annotations only
 //! (its timestamp is the phase's start), so every retry, from any replica, sends the same bytes,
-//! the same signature and the same `Idempotency-Key`.
+//! the same `X-Webhook-Signature` and the same `Idempotency-Key`.
+//!
+//! Each attempt is also signed the Standard Webhooks way (`webhook-id` = the idempotency key,
+//! `webhook-timestamp` = the attempt's time, `webhook-signature: v1,<base64>` over
+//! `id.timestamp.body`), so a receiver can verify with an off-the-shelf library and refuse a
+//! captured notification replayed later; `X-Webhook-Signature` (over the body alone) stays for
+//! receivers of the replaced service's scheme.
 
 use std::time::Duration;
 
@@ -22,6 +28,10 @@ use crate::model::{Host, Phase};
 pub const SIGNATURE_HEADER: &str = "X-Webhook-Signature";
 /// Header carrying the stable key receivers use to drop repeats.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Standard Webhooks headers.
+pub const SW_ID_HEADER: &str = "webhook-id";
+pub const SW_TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const SW_SIGNATURE_HEADER: &str = "webhook-signature";
 
 /// The notification body.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,11 +79,26 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     webhook_core::signature::signature_header_value(secret, body)
 }
 
+/// The Standard Webhooks secret of `secret`: itself when it is already `whsec_<base64>`, else
+/// `whsec_` + the base64 of its bytes (what a receiver configures in its library).
+pub fn standard_webhooks_secret(secret: &str) -> String {
+    use base64::Engine as _;
+    if secret.starts_with("whsec_") {
+        return secret.to_owned();
+    }
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(secret.as_bytes())
+    )
+}
+
 /// Sends notifications to one URL.
 #[derive(Clone)]
 pub struct Notifier {
     url: Option<Uri>,
     secret: Vec<u8>,
+    /// `whsec_<base64>` form of the secret, for the Standard Webhooks signature.
+    sw_secret: String,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     backoff: ExponentialBuilder,
     timeout: Duration,
@@ -99,6 +124,7 @@ impl Notifier {
         Ok(Notifier {
             url,
             secret: secret.as_bytes().to_vec(),
+            sw_secret: standard_webhooks_secret(secret),
             client: Client::builder(TokioExecutor::new()).build(https),
             backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(200))
@@ -125,10 +151,19 @@ impl Notifier {
         let sig = signature(&self.secret, &body);
         let key = n.idempotency_key();
         let once = || async {
+            let ts = jiff::Timestamp::now().as_second();
+            let sw_sig =
+                webhook_core::scheme::sign_standard_webhooks(&self.sw_secret, &key, ts, &body)
+                    .ok_or_else(|| {
+                        Error::Notify("NOTIFY_SECRET is not valid whsec_ base64".into())
+                    })?;
             let req = Request::post(url.clone())
                 .header(header::CONTENT_TYPE, "application/json")
                 .header(SIGNATURE_HEADER, &sig)
                 .header(IDEMPOTENCY_HEADER, &key)
+                .header(SW_ID_HEADER, &key)
+                .header(SW_TIMESTAMP_HEADER, ts.to_string())
+                .header(SW_SIGNATURE_HEADER, sw_sig)
                 .body(Full::new(body.clone()))
                 .map_err(|e| Error::Notify(e.to_string()))?;
             let resp = tokio::time::timeout(self.timeout, self.client.request(req))
@@ -162,6 +197,15 @@ mod tests {
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn standard_webhooks_secret_form() {
+        assert_eq!(
+            standard_webhooks_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        );
+        assert_eq!(standard_webhooks_secret("abc"), "whsec_YWJj");
     }
 
     #[test]

@@ -4,6 +4,22 @@
 //! Every function here takes a [`Host`] snapshot and returns a plan; the I/O modules carry the
 //! plan out with the snapshot's resourceVersion as precondition, so a plan made on a stale
 //! snapshot fails with 409 and is made again.
+//!
+//! How Metal3 is judged (the baremetal-operator's behaviour these rules rest on, paths in its
+//! repository):
+//! - a failed deployment is not an end state: BMO records the error, counts
+//!   `provisioningFailCount`, deprovisions and provisions again, up to
+//!   `--max-provisioning-retries`; only then the error stays, on an `available` host
+//!   (`internal/controller/metal3.io/host_state_machine.go` `handleProvisioning`,
+//!   `baremetalhost_controller.go` `actionManageAvailable`). So a reservation is `failed` only
+//!   when BMO gave up, when it refused our spec, or at the timeout; never on the first error;
+//! - errors stay on `available` hosts from earlier attempts, so an error counts only once BMO
+//!   has acted on our spec: `status.operationHistory.provision.start` is not older than the
+//!   phase (BMO's `recordStateBegin`, second precision);
+//! - a failed reservation's image and userData are removed at once, so BMO stops redeploying
+//!   the host with the user's key;
+//! - a host taken by a reservation carries `spec.consumerRef`, so Cluster API and HostClaims
+//!   leave it alone; it is cleared when the host is released.
 
 use std::time::Duration;
 
@@ -12,9 +28,52 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::{Config, ImageConfig};
-use crate::model::{AnnotationPatch, Claim, Holder, Host, Keys, Phase};
+use crate::model::{
+    AnnotationPatch, Claim, ConsumerRef, Holder, Host, Keys, PROVISIONING_ERROR, Phase,
+    ProvisioningState, with_ended,
+};
 
-/// Per-resource outcome reported in the 202 body.
+/// What planning needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Annotation prefix: also the group of the reservation's `spec.consumerRef`.
+    pub prefix: String,
+    /// The image a reservation provisions.
+    pub image: ImageConfig,
+    /// The image a release provisions instead of removing the image, if any.
+    pub deprovision_image: Option<ImageConfig>,
+    pub provision_timeout: Duration,
+    pub release_timeout: Duration,
+    /// Longest wait before a host with unfinished work is looked at again.
+    pub resync: Duration,
+    /// A release sets `automatedCleaningMode: metadata` on hosts where it is `disabled`.
+    pub release_cleaning: bool,
+    /// Notifications are sent (a release is handed over only once notified).
+    pub notify_enabled: bool,
+}
+
+impl Policy {
+    /// The policy of `cfg`.
+    pub fn new(cfg: &Config, notify_enabled: bool) -> Self {
+        Policy {
+            prefix: cfg.annotation_prefix.clone(),
+            image: cfg.image.clone(),
+            deprovision_image: cfg.deprovision_image.clone(),
+            provision_timeout: cfg.provision_timeout,
+            release_timeout: cfg.release_timeout,
+            resync: cfg.resync,
+            release_cleaning: cfg.release_cleaning,
+            notify_enabled,
+        }
+    }
+
+    /// The consumerRef reservation `h` writes on `host`.
+    fn consumer(&self, host: &Host, h: &Holder) -> ConsumerRef {
+        ConsumerRef::reservation(&self.prefix, &host.namespace, &h.event_id)
+    }
+}
+
+/// Per-resource outcome reported in the reply body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -24,12 +83,18 @@ pub enum Outcome {
     Releasing,
     /// Not a BareMetalHost resource type.
     Skipped,
-    /// The host is held by another reservation; nothing changed.
+    /// The host is held by another reservation or another Metal3 consumer; nothing changed.
     Conflict,
     /// No BMH maps to the resource.
     NotFound,
     /// A repeated delivery: the work was already done.
     AlreadyDone,
+    /// A START of a reservation that has ended (its eventEnd passed, or its END was received):
+    /// it never provisions.
+    Expired,
+    /// Metal3 would never provision the host (paused, detached, externally provisioned, no
+    /// BMC, custom deploy), or the API server refused the write.
+    Unavailable,
 }
 
 impl Outcome {
@@ -42,129 +107,224 @@ impl Outcome {
             Outcome::Conflict => "conflict",
             Outcome::NotFound => "not_found",
             Outcome::AlreadyDone => "already_done",
+            Outcome::Expired => "expired",
+            Outcome::Unavailable => "unavailable",
         }
     }
 }
 
-/// What a delivery does to one host.
+/// What a delivery does to one host: the answer, and the merge patch to write first (with a
+/// resourceVersion precondition) when it changes the host.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// Nothing to write: answer with this outcome.
-    Answer(Outcome, String),
-    /// Write this merge patch (with resourceVersion precondition), then answer.
-    Patch(Outcome, String, Value),
+pub struct Decision {
+    pub outcome: Outcome,
+    pub detail: String,
+    pub patch: Option<Value>,
+}
+
+impl Decision {
+    fn answer(outcome: Outcome, detail: impl Into<String>) -> Self {
+        Decision {
+            outcome,
+            detail: detail.into(),
+            patch: None,
+        }
+    }
+
+    fn write(outcome: Outcome, detail: impl Into<String>, patch: Value) -> Self {
+        Decision {
+            outcome,
+            detail: detail.into(),
+            patch: Some(patch),
+        }
+    }
+}
+
+const QUEUED: &str = "queued: the host is released from an earlier reservation first";
+
+/// Whether a START may take `host` now, must wait for it, or may not have it at all.
+enum Availability {
+    /// Free (never reserved, released and notified, or failed and past its reservation).
+    Free,
+    /// Held or being released by another reservation: the START waits (queued).
+    Busy,
+}
+
+fn availability(policy: &Policy, host: &Host, now: Timestamp) -> Availability {
+    let (Some(holder), Some(phase)) = (&host.holder, host.phase) else {
+        return Availability::Free;
+    };
+    let notified = |p: Phase| !policy.notify_enabled || host.notified == Some(p);
+    match phase {
+        Phase::Released if notified(Phase::Released) => Availability::Free,
+        // A failed reservation whose time is over frees the host once its image is gone and
+        // Metal3 has it `available` again (its END may never come).
+        Phase::Failed
+            if holder.has_ended(now)
+                && notified(Phase::Failed)
+                && !needs_stop(policy, host)
+                && host.status.state == ProvisioningState::Available =>
+        {
+            Availability::Free
+        }
+        _ => Availability::Busy,
+    }
+}
+
+/// Why `host` may not be taken by anyone through this sidecar, if so.
+fn refusal(policy: &Policy, host: &Host) -> Option<Decision> {
+    if let Some(why) = host.unprovisionable() {
+        return Some(Decision::answer(
+            Outcome::Unavailable,
+            format!("Metal3 would never provision this host: {why}"),
+        ));
+    }
+    if let Some(c) = &host.spec.consumer_ref
+        && !c.is_reservation(&policy.prefix)
+    {
+        return Some(Decision::answer(
+            Outcome::Conflict,
+            format!(
+                "the host is in use by {} (spec.consumerRef); nothing changed",
+                c.describe()
+            ),
+        ));
+    }
+    let deprovision_url = policy.deprovision_image.as_ref().map(|i| i.url.as_str());
+    if let Some(url) = &host.spec.image_url
+        && Some(url.as_str()) != deprovision_url
+    {
+        return Some(Decision::answer(
+            Outcome::Conflict,
+            "the host is in use outside the reservation system (spec.image is set); nothing changed",
+        ));
+    }
+    None
 }
 
 /// EVENT_START of reservation `req` on `host`.
 pub fn decide_start(
     keys: &Keys,
+    policy: &Policy,
     host: &Host,
     req: &Holder,
-    notify_enabled: bool,
     now: Timestamp,
 ) -> Decision {
     let rv = &host.resource_version;
-    let take = |detail: &str| {
-        Decision::Patch(
+    if let Some(end) = req.event_end.filter(|_| req.has_ended(now)) {
+        return Decision::answer(
+            Outcome::Expired,
+            format!("the reservation ended at {end}; nothing changed"),
+        );
+    }
+    if host.has_ended(&req.event_id) {
+        return Decision::answer(
+            Outcome::Expired,
+            "this reservation's EVENT_END was already received; nothing changed",
+        );
+    }
+    if let (Some(holder), Some(phase)) = (&host.holder, host.phase)
+        && holder.event_id == req.event_id
+    {
+        if holder.user_id != req.user_id {
+            return Decision::answer(
+                Outcome::Conflict,
+                "this event id holds the host for another user",
+            );
+        }
+        return match phase {
+            Phase::Provisioning => {
+                Decision::answer(Outcome::Provisioning, "provisioning in progress")
+            }
+            Phase::Provisioned => Decision::answer(Outcome::AlreadyDone, "provisioned"),
+            Phase::Failed => Decision::answer(
+                Outcome::AlreadyDone,
+                format!("provisioning failed: {}", host.detail),
+            ),
+            Phase::Deprovisioning | Phase::Released => {
+                Decision::answer(Outcome::Expired, "this reservation has already ended")
+            }
+        };
+    }
+    let take = || {
+        Decision::write(
             Outcome::Provisioning,
-            detail.to_owned(),
+            "provisioning started",
             AnnotationPatch::on(keys, rv)
                 .holder(req)
                 .phase(Phase::Provisioning, now, "")
                 .notified(None)
                 .pending(None)
+                .consumer_ref(Some(&policy.consumer(host, req)))
                 .build(),
         )
     };
-    let queue = || match &host.pending {
-        None => Decision::Patch(
-            Outcome::Provisioning,
-            "queued: the host is released from an earlier reservation first".into(),
-            AnnotationPatch::on(keys, rv).pending(Some(req)).build(),
-        ),
-        Some(p) if p.same_reservation(req) => Decision::Answer(
-            Outcome::Provisioning,
-            "queued: the host is released from an earlier reservation first".into(),
-        ),
-        Some(p) => Decision::Answer(
+    match availability(policy, host, now) {
+        Availability::Free => {
+            let waiting_other = host
+                .pending
+                .as_ref()
+                .is_some_and(|p| !p.same_reservation(req) && !pending_dropped(host, p, now));
+            if waiting_other {
+                // The queued start comes first; the reconciler hands the host over to it.
+                return queue(keys, host, req, now);
+            }
+            refusal(policy, host).unwrap_or_else(take)
+        }
+        Availability::Busy => queue(keys, host, req, now),
+    }
+}
+
+/// A queued start that will never run: its reservation's eventEnd passed, or its END came.
+fn pending_dropped(host: &Host, p: &Holder, now: Timestamp) -> bool {
+    p.has_ended(now) || host.has_ended(&p.event_id)
+}
+
+fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
+    let rv = &host.resource_version;
+    match &host.pending {
+        Some(p) if p.same_reservation(req) => Decision::answer(Outcome::Provisioning, QUEUED),
+        Some(p) if !pending_dropped(host, p, now) => Decision::answer(
             Outcome::Conflict,
             format!(
                 "another reservation (event {}) is already waiting for this host",
                 p.event_id
             ),
         ),
-    };
-    let (Some(holder), Some(phase)) = (&host.holder, host.phase) else {
-        if host.spec_image_url.is_some() || host.consumer_ref {
-            return Decision::Answer(
-                Outcome::Conflict,
-                "host is in use outside the reservation system (spec.image or consumerRef set)"
-                    .into(),
-            );
-        }
-        return take("provisioning started");
-    };
-    if holder.event_id == req.event_id {
-        if holder.user_id != req.user_id {
-            return Decision::Answer(
-                Outcome::Conflict,
-                "this event id holds the host for another user".into(),
-            );
-        }
-        return match phase {
-            Phase::Provisioning => {
-                Decision::Answer(Outcome::Provisioning, "provisioning in progress".into())
-            }
-            Phase::Provisioned => Decision::Answer(Outcome::AlreadyDone, "provisioned".into()),
-            Phase::Failed => Decision::Answer(
-                Outcome::AlreadyDone,
-                format!("provisioning failed: {}", host.detail),
-            ),
-            Phase::Deprovisioning | Phase::Released => Decision::Answer(
-                Outcome::AlreadyDone,
-                "this reservation has already ended".into(),
-            ),
-        };
-    }
-    match phase {
-        Phase::Released => {
-            let released_notified = !notify_enabled || host.notified == Some(Phase::Released);
-            match &host.pending {
-                None if released_notified => take("provisioning started"),
-                Some(p) if p.same_reservation(req) && released_notified => {
-                    take("provisioning started")
-                }
-                _ => queue(),
-            }
-        }
-        Phase::Provisioning | Phase::Provisioned | Phase::Deprovisioning | Phase::Failed => queue(),
+        // Nothing queued, or what is queued will never run: queue this one.
+        _ => Decision::write(
+            Outcome::Provisioning,
+            QUEUED,
+            AnnotationPatch::on(keys, rv).pending(Some(req)).build(),
+        ),
     }
 }
 
-/// EVENT_END of reservation `req` on `host`.
+/// EVENT_END of reservation `req` on `host`. Honoured at any age: it only ever frees what
+/// this reservation holds, and it is remembered so a late START of it never provisions.
 pub fn decide_end(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
     let rv = &host.resource_version;
+    let ended = with_ended(&host.ended, &req.event_id, req.event_end, now);
     if let (Some(holder), Some(phase)) = (&host.holder, host.phase)
         && holder.event_id == req.event_id
     {
         if holder.user_id != req.user_id {
-            return Decision::Answer(
+            return Decision::answer(
                 Outcome::Conflict,
-                "this event id holds the host for another user".into(),
+                "this event id holds the host for another user",
             );
         }
         return match phase {
-            Phase::Provisioning | Phase::Provisioned | Phase::Failed => Decision::Patch(
+            Phase::Provisioning | Phase::Provisioned | Phase::Failed => Decision::write(
                 Outcome::Releasing,
-                "release started".into(),
+                "release started",
                 AnnotationPatch::on(keys, rv)
                     .phase(Phase::Deprovisioning, now, "")
+                    .ended(&ended)
                     .build(),
             ),
-            Phase::Deprovisioning => {
-                Decision::Answer(Outcome::Releasing, "release in progress".into())
-            }
-            Phase::Released => Decision::Answer(Outcome::AlreadyDone, "released".into()),
+            Phase::Deprovisioning => Decision::answer(Outcome::Releasing, "release in progress"),
+            Phase::Released => Decision::answer(Outcome::AlreadyDone, "released"),
         };
     }
     if host
@@ -172,16 +332,43 @@ pub fn decide_end(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Dec
         .as_ref()
         .is_some_and(|p| p.same_reservation(req))
     {
-        return Decision::Patch(
+        return Decision::write(
             Outcome::Releasing,
-            "the queued start of this reservation was cancelled".into(),
-            AnnotationPatch::on(keys, rv).pending(None).build(),
+            "the queued start of this reservation was cancelled",
+            AnnotationPatch::on(keys, rv)
+                .pending(None)
+                .ended(&ended)
+                .build(),
         );
     }
-    Decision::Answer(
-        Outcome::Conflict,
-        "the host is not held by this reservation; nothing changed".into(),
+    let (outcome, detail) = match &host.holder {
+        Some(_) => (
+            Outcome::Conflict,
+            "the host is held by another reservation; nothing released",
+        ),
+        None => (
+            Outcome::AlreadyDone,
+            "the host is not held by this reservation; nothing released",
+        ),
+    };
+    if host.has_ended(&req.event_id) {
+        return Decision::answer(outcome, detail);
+    }
+    // Remembered, so that a START of this reservation arriving late is refused.
+    Decision::write(
+        outcome,
+        detail,
+        AnnotationPatch::on(keys, rv).ended(&ended).build(),
     )
+}
+
+/// A phase change the reconciler writes, with what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub to: Phase,
+    pub detail: String,
+    /// The annotation patch (with resourceVersion precondition).
+    pub patch: Value,
 }
 
 /// The next thing the reconciler does for a host.
@@ -191,10 +378,13 @@ pub enum Step {
     Provision(Value),
     /// Write this spec patch (with precondition), then delete the Secret.
     Release(Value),
-    /// Delete the Secret, then write this annotation patch (phase change, with precondition).
-    FinishRelease(Value),
-    /// Enter this phase: write this annotation patch (with precondition).
-    Transition(Phase, Value),
+    /// A failed reservation: remove its image and userData and power the host off with this
+    /// spec patch, so Metal3 stops deploying it, then delete the Secret.
+    Stop(Value),
+    /// Delete the Secret, then enter `released`.
+    FinishRelease(Transition),
+    /// Enter a phase.
+    Transition(Transition),
     /// Deliver the notification for this phase, then record it.
     Notify(Phase),
     /// Nothing to do until the host changes or this much time passes.
@@ -214,29 +404,50 @@ fn image_value(img: &ImageConfig) -> Value {
     })
 }
 
-/// The spec patch that provisions `host` for its holder.
-pub fn provision_patch(cfg: &Config, host: &Host) -> Value {
+/// The spec patch that provisions `host` for its holder `h`.
+pub fn provision_patch(policy: &Policy, host: &Host, h: &Holder) -> Value {
     json!({
         "metadata": { "resourceVersion": host.resource_version },
         "spec": {
-            "image": image_value(&cfg.image),
+            "image": image_value(&policy.image),
             "userData": { "name": host.secret_name(), "namespace": host.namespace },
             "online": true,
+            "consumerRef": policy.consumer(host, h),
         }
     })
 }
 
-/// The spec patch that releases `host`: image and userData removed, or the deprovision image.
-pub fn release_patch(cfg: &Config, host: &Host) -> Value {
-    let image = cfg
-        .deprovision_image
-        .as_ref()
-        .map(image_value)
-        .unwrap_or(Value::Null);
+/// The spec patch that releases `host`: image and userData removed and the host powered off
+/// (or the deprovision image provisioned, which needs the power on), with Metal3's disk
+/// cleaning on when the policy asks for it.
+pub fn release_patch(policy: &Policy, host: &Host) -> Value {
+    let (image, online) = match &policy.deprovision_image {
+        Some(img) => (image_value(img), true),
+        None => (Value::Null, false),
+    };
+    let mut spec = json!({ "image": image, "userData": null, "online": online });
+    if needs_cleaning(policy, host) {
+        spec["automatedCleaningMode"] = json!("metadata");
+    }
+    json!({ "metadata": { "resourceVersion": host.resource_version }, "spec": spec })
+}
+
+/// The spec patch that stops Metal3 from deploying a failed reservation.
+pub fn stop_patch(host: &Host) -> Value {
     json!({
         "metadata": { "resourceVersion": host.resource_version },
-        "spec": { "image": image, "userData": null }
+        "spec": { "image": null, "userData": null, "online": false }
     })
+}
+
+fn needs_cleaning(policy: &Policy, host: &Host) -> bool {
+    policy.release_cleaning && host.spec.automated_cleaning_mode == "disabled"
+}
+
+/// The spec of a failed reservation still asks Metal3 for the user's deployment.
+fn needs_stop(policy: &Policy, host: &Host) -> bool {
+    host.spec.image_url.as_deref() == Some(policy.image.url.as_str())
+        || host.spec.user_data.as_deref() == Some(host.secret_name().as_str())
 }
 
 fn elapsed(host: &Host, now: Timestamp) -> Duration {
@@ -245,111 +456,186 @@ fn elapsed(host: &Host, now: Timestamp) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
+/// BMO has started a provisioning attempt since this phase began, so what its status says is
+/// about our spec and not left over from before.
+fn operator_acted(host: &Host) -> bool {
+    let (Some(started), Some(since)) = (host.status.provision_started, host.phase_since) else {
+        return false;
+    };
+    // BMO's timestamps have whole seconds.
+    started.as_second() >= since.as_second()
+}
+
+/// The transition into `to` with `detail`, on the host's resourceVersion.
+pub fn transition(keys: &Keys, host: &Host, to: Phase, detail: &str, now: Timestamp) -> Transition {
+    Transition {
+        to,
+        detail: detail.to_owned(),
+        patch: AnnotationPatch::on(keys, &host.resource_version)
+            .phase(to, now, detail)
+            .build(),
+    }
+}
+
 /// What the reconciler does next for `host`.
-pub fn next_step(
-    cfg: &Config,
-    keys: &Keys,
-    host: &Host,
-    notify_enabled: bool,
-    now: Timestamp,
-) -> Step {
+pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> Step {
     let Some(phase) = host.phase else {
         return Step::Idle;
     };
-    let rv = &host.resource_version;
-    let enter = |to: Phase, detail: &str| {
-        Step::Transition(
-            to,
-            AnnotationPatch::on(keys, rv).phase(to, now, detail).build(),
-        )
-    };
-    let fail = |detail: String| enter(Phase::Failed, &detail);
+    let fail =
+        |detail: String| Step::Transition(transition(keys, host, Phase::Failed, &detail, now));
     // Fails once `timeout` has passed since the phase began; else looks again at the next
     // resync or when the timeout falls due, whichever comes first.
-    let wait_or_fail = |timeout: Duration, goal: &str| {
-        let elapsed = elapsed(host, now);
-        if elapsed >= timeout {
-            return fail(format!(
-                "not {goal} within {}s (state: {:?})",
+    let timed_out = |timeout: Duration, goal: &str| {
+        (elapsed(host, now) >= timeout).then(|| {
+            fail(format!(
+                "not {goal} within {}s (Metal3 state: {}{})",
                 timeout.as_secs(),
-                host.state
-            ));
-        }
+                host.status.state,
+                if host.status.has_error() {
+                    format!(", {}", host.status.error())
+                } else {
+                    String::new()
+                }
+            ))
+        })
+    };
+    let wait = |timeout: Duration| {
         Step::Wait(
-            cfg.resync
-                .min(timeout.saturating_sub(elapsed))
+            policy
+                .resync
+                .min(timeout.saturating_sub(elapsed(host, now)))
                 .max(Duration::from_millis(200)),
         )
     };
     match phase {
         Phase::Provisioning => {
-            let spec_done = host.spec_image_url.as_deref() == Some(cfg.image.url.as_str())
-                && host.spec_user_data.as_deref() == Some(host.secret_name().as_str())
-                && host.spec_online;
+            if let Some(failed) = timed_out(policy.provision_timeout, "provisioned") {
+                return failed;
+            }
+            let Some(holder) = &host.holder else {
+                return Step::Idle;
+            };
+            let spec = &host.spec;
+            let spec_done = spec.image_url.as_deref() == Some(policy.image.url.as_str())
+                && spec.user_data.as_deref() == Some(host.secret_name().as_str())
+                && spec.online
+                && spec.consumer_ref.as_ref() == Some(&policy.consumer(host, holder));
             if !spec_done {
-                return Step::Provision(provision_patch(cfg, host));
+                return Step::Provision(provision_patch(policy, host, holder));
             }
-            if host.operator_error() {
-                return fail(format!("Metal3 reported an error: {}", host.error));
-            }
+            let status = &host.status;
             // The operator reports the image it provisioned; when it does, it must be ours
             // (a host re-provisioned from another image still shows the old `provisioned`).
-            let ours = host
-                .status_image_url
+            let ours = status
+                .image_url
                 .as_deref()
-                .is_none_or(|u| u == cfg.image.url);
-            if host.state == "provisioned" && ours {
-                return enter(Phase::Provisioned, "");
+                .is_none_or(|u| u == policy.image.url);
+            if status.state == ProvisioningState::Provisioned && ours {
+                return Step::Transition(transition(keys, host, Phase::Provisioned, "", now));
             }
-            wait_or_fail(cfg.provision_timeout, "provisioned")
+            // While BMO retries (error while provisioning, deprovisioning between attempts)
+            // the reservation waits; it fails when BMO gives up: an `available` host with a
+            // provisioning error after an attempt on our spec.
+            if operator_acted(host)
+                && status.state == ProvisioningState::Available
+                && status.has_error()
+                && status.error_type == PROVISIONING_ERROR
+            {
+                return fail(format!("Metal3 gave up provisioning: {}", status.error()));
+            }
+            wait(policy.provision_timeout)
         }
         Phase::Deprovisioning => {
-            let spec_done = match &cfg.deprovision_image {
-                None => host.spec_image_url.is_none() && host.spec_user_data.is_none(),
-                Some(img) => {
-                    host.spec_image_url.as_deref() == Some(img.url.as_str())
-                        && host.spec_user_data.is_none()
-                }
-            };
+            if let Some(failed) = timed_out(policy.release_timeout, "released") {
+                return failed;
+            }
+            let spec = &host.spec;
+            let cleaning_done = !needs_cleaning(policy, host);
+            let spec_done = cleaning_done
+                && spec.user_data.is_none()
+                && match &policy.deprovision_image {
+                    None => spec.image_url.is_none() && !spec.online,
+                    Some(img) => spec.image_url.as_deref() == Some(img.url.as_str()) && spec.online,
+                };
             if !spec_done {
-                return Step::Release(release_patch(cfg, host));
+                return Step::Release(release_patch(policy, host));
             }
             // No fail-fast on `operationalStatus: error` here: the error a failed provisioning
             // left behind stays on the host while Metal3 deprovisions it. The timeout decides.
-            let done = match &cfg.deprovision_image {
-                None => host.is_available(),
+            let status = &host.status;
+            let done = match &policy.deprovision_image {
+                None => status.state == ProvisioningState::Available && !status.powered_on,
                 Some(img) => {
-                    host.state == "provisioned"
-                        && host.status_image_url.as_deref() == Some(img.url.as_str())
+                    status.state == ProvisioningState::Provisioned
+                        && status.image_url.as_deref() == Some(img.url.as_str())
                 }
             };
-            if done {
-                return Step::FinishRelease(
-                    AnnotationPatch::on(keys, rv)
-                        .phase(Phase::Released, now, "")
-                        .build(),
-                );
+            if !done {
+                return wait(policy.release_timeout);
             }
-            wait_or_fail(cfg.release_timeout, "released")
+            let queued = host
+                .pending
+                .as_ref()
+                .is_some_and(|p| !pending_dropped(host, p, now));
+            let mut patch =
+                AnnotationPatch::on(keys, &host.resource_version).phase(Phase::Released, now, "");
+            if !queued {
+                // Free for any Metal3 consumer again.
+                patch = patch.consumer_ref(None);
+            }
+            Step::FinishRelease(Transition {
+                to: Phase::Released,
+                detail: String::new(),
+                patch: patch.build(),
+            })
         }
+        Phase::Failed if needs_stop(policy, host) => Step::Stop(stop_patch(host)),
         Phase::Provisioned | Phase::Failed | Phase::Released => {
-            if notify_enabled && host.notified != Some(phase) {
+            if policy.notify_enabled && host.notified != Some(phase) {
                 return Step::Notify(phase);
             }
             match (&host.pending, phase) {
-                (Some(p), Phase::Released) => Step::Transition(
-                    Phase::Provisioning,
-                    AnnotationPatch::on(keys, rv)
+                (Some(p), Phase::Released) if pending_dropped(host, p, now) => {
+                    Step::Transition(Transition {
+                        to: Phase::Released,
+                        detail: format!(
+                            "the queued start of event {} was dropped: its reservation has ended",
+                            p.event_id
+                        ),
+                        patch: AnnotationPatch::on(keys, &host.resource_version)
+                            .pending(None)
+                            .consumer_ref(None)
+                            .build(),
+                    })
+                }
+                (Some(p), Phase::Released) => Step::Transition(Transition {
+                    to: Phase::Provisioning,
+                    detail: "started from the queue".into(),
+                    patch: AnnotationPatch::on(keys, &host.resource_version)
                         .holder(p)
                         .phase(Phase::Provisioning, now, "started from the queue")
                         .notified(None)
                         .pending(None)
+                        .consumer_ref(Some(&policy.consumer(host, p)))
                         .build(),
-                ),
+                }),
                 _ => Step::Idle,
             }
         }
     }
+}
+
+/// A spec write for `host` that the API server refused (Metal3's validating webhook, RBAC):
+/// retrying cannot help, so the reservation fails with the refusal.
+pub fn refused(keys: &Keys, host: &Host, what: &str, message: &str, now: Timestamp) -> Transition {
+    transition(
+        keys,
+        host,
+        Phase::Failed,
+        &format!("the API server refused the {what}: {message}"),
+        now,
+    )
 }
 
 /// Whether this replica may send a host's notification now.
@@ -413,27 +699,41 @@ pub fn dns1123(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::fixtures::*;
+    use crate::model::{ProvisioningState as S, Status};
 
-    fn cfg() -> Config {
-        let mut c = Config::defaults().unwrap();
-        c.image.url = "http://img/ubuntu.qcow2".into();
-        c.image.checksum = Some("http://img/ubuntu.qcow2.sha256".into());
+    fn policy() -> Policy {
+        let mut c = crate::config::fixtures::config(&[]).unwrap();
         c.image.checksum_type = Some("sha256".into());
-        c.image.format = Some("qcow2".into());
         c.provision_timeout = Duration::from_secs(100);
         c.release_timeout = Duration::from_secs(100);
         c.resync = Duration::from_secs(30);
-        c
+        Policy::new(&c, true)
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(secs)
     }
 
     fn now() -> Timestamp {
-        Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(10)
+        at(10)
     }
 
-    fn outcome(d: &Decision) -> Outcome {
-        match d {
-            Decision::Answer(o, _) | Decision::Patch(o, _, _) => *o,
-        }
+    fn ann<'a>(p: &'a Value, key: &str) -> &'a Value {
+        &p["metadata"]["annotations"][format!("{PREFIX}/{key}")]
+    }
+
+    fn start(host: &Host, req: &Holder) -> Decision {
+        decide_start(&keys(), &policy(), host, req, now())
+    }
+
+    /// A host whose spec our provisioning has written.
+    fn provisioning(h: &Holder) -> Host {
+        let p = policy();
+        let mut host = host().held(h, Phase::Provisioning);
+        host.spec.image_url = Some(p.image.url.clone());
+        host.spec.user_data = Some(host.secret_name());
+        host.spec.online = true;
+        host
     }
 
     #[test]
@@ -445,98 +745,176 @@ mod tests {
     }
 
     #[test]
-    fn start_on_a_free_host_takes_it() {
-        let k = keys();
+    fn start_on_a_free_host_takes_it_with_a_consumer_ref() {
         let h = holder("101", "u1");
-        let d = decide_start(&k, &host(), &h, true, now());
-        let Decision::Patch(Outcome::Provisioning, _, p) = d else {
-            panic!("{d:?}")
-        };
-        let a = &p["metadata"]["annotations"];
+        let d = start(&host(), &h);
+        assert_eq!(d.outcome, Outcome::Provisioning);
+        let p = d.patch.unwrap();
         assert_eq!(p["metadata"]["resourceVersion"], "10");
-        assert_eq!(a["reservations.polito.it/event-id"], "101");
-        assert_eq!(a["reservations.polito.it/phase"], "provisioning");
-        assert_eq!(a["reservations.polito.it/pending-start"], Value::Null);
+        assert_eq!(ann(&p, "event-id"), "101");
+        assert_eq!(ann(&p, "phase"), "provisioning");
+        assert_eq!(ann(&p, "event-end"), "1970-01-02T00:00:00Z");
+        assert_eq!(ann(&p, "pending-start"), &Value::Null);
+        assert_eq!(
+            p["spec"]["consumerRef"],
+            json!({"apiVersion": "reservations.polito.it/v1", "kind": "Reservation",
+                   "name": "101", "namespace": "ns"})
+        );
     }
 
     #[test]
     fn repeated_start_changes_nothing() {
-        let k = keys();
         let h = holder("101", "u1");
         for (phase, want) in [
             (Phase::Provisioning, Outcome::Provisioning),
             (Phase::Provisioned, Outcome::AlreadyDone),
             (Phase::Failed, Outcome::AlreadyDone),
-            (Phase::Released, Outcome::AlreadyDone),
+            (Phase::Deprovisioning, Outcome::Expired),
+            (Phase::Released, Outcome::Expired),
         ] {
-            let d = decide_start(&k, &host().held(&h, phase), &h, true, now());
-            assert!(
-                matches!(d, Decision::Answer(o, _) if o == want),
-                "{phase}: {d:?}"
-            );
+            let d = start(&host().held(&h, phase), &h);
+            assert_eq!((d.outcome, d.patch), (want, None), "{phase}");
         }
     }
 
     #[test]
-    fn start_on_a_held_host_is_queued_once() {
+    fn a_start_of_an_ended_reservation_never_provisions() {
+        let a = holder("101", "u1");
+        // Its eventEnd has passed.
+        let mut late = a.clone();
+        late.event_end = Some(at(5));
+        let d = start(&host(), &late);
+        assert_eq!((d.outcome, d.patch.is_none()), (Outcome::Expired, true));
+        // Its END was received before, and the host went on to another reservation.
+        let b = holder("202", "u2");
+        let mut h = host().held(&b, Phase::Provisioned);
+        h.ended = [("101".to_owned(), at(1000))].into();
+        let d = start(&h, &a);
+        assert_eq!(
+            (d.outcome, d.patch.is_none()),
+            (Outcome::Expired, true),
+            "{d:?}"
+        );
+        // ... also on a free host.
+        let mut free = host();
+        free.ended = h.ended.clone();
+        assert_eq!(start(&free, &a).outcome, Outcome::Expired);
+    }
+
+    #[test]
+    fn an_end_is_remembered_so_a_late_start_is_refused() {
         let k = keys();
+        let a = holder("101", "u1");
+        let b = holder("202", "u2");
+        // END of a reservation that never got the host (its START was lost or is late).
+        let held = host().held(&b, Phase::Provisioned);
+        let d = decide_end(&k, &held, &a, now());
+        assert_eq!(d.outcome, Outcome::Conflict);
+        let p = d.patch.unwrap();
+        assert_eq!(ann(&p, "phase"), &Value::Null, "the holder is untouched");
+        let ended: std::collections::BTreeMap<String, Timestamp> =
+            serde_json::from_str(ann(&p, "ended").as_str().unwrap()).unwrap();
+        assert!(ended.contains_key("101"));
+        // The holder's own END records itself too.
+        let d = decide_end(&k, &host().held(&a, Phase::Provisioned), &a, now());
+        assert!(
+            ann(d.patch.as_ref().unwrap(), "ended")
+                .as_str()
+                .unwrap()
+                .contains("\"101\"")
+        );
+        // A repeated END of a reservation already remembered writes nothing.
+        let mut remembered = host();
+        remembered.ended = ended;
+        let d = decide_end(&k, &remembered, &a, now());
+        assert_eq!((d.outcome, d.patch), (Outcome::AlreadyDone, None));
+    }
+
+    #[test]
+    fn start_on_a_held_host_is_queued_once() {
         let a = holder("101", "u1");
         let b = holder("202", "u2");
         let c = holder("303", "u3");
         let held = host().held(&a, Phase::Provisioned);
-        let d = decide_start(&k, &held, &b, true, now());
-        let Decision::Patch(Outcome::Provisioning, _, p) = d else {
-            panic!("{d:?}")
-        };
+        let d = start(&held, &b);
+        assert_eq!(d.outcome, Outcome::Provisioning);
         assert!(
-            p["metadata"]["annotations"]["reservations.polito.it/pending-start"]
+            ann(d.patch.as_ref().unwrap(), "pending-start")
                 .as_str()
                 .unwrap()
                 .contains("\"eventId\":\"202\"")
         );
         let queued = held.clone().with_pending(&b);
         assert_eq!(
-            decide_start(&k, &queued, &b, true, now()),
-            Decision::Answer(
-                Outcome::Provisioning,
-                "queued: the host is released from an earlier reservation first".into()
-            )
+            start(&queued, &b),
+            Decision::answer(Outcome::Provisioning, QUEUED)
         );
-        assert_eq!(
-            outcome(&decide_start(&k, &queued, &c, true, now())),
-            Outcome::Conflict
-        );
+        assert_eq!(start(&queued, &c).outcome, Outcome::Conflict);
+        // A queued start whose reservation has ended gives its place up.
+        let mut gone = b.clone();
+        gone.event_end = Some(at(5));
+        let d = start(&held.clone().with_pending(&gone), &c);
+        assert_eq!(d.outcome, Outcome::Provisioning);
+        assert!(d.patch.is_some());
     }
 
     #[test]
     fn start_on_a_released_host_waits_for_the_release_notification() {
-        let k = keys();
         let a = holder("101", "u1");
         let b = holder("202", "u2");
         let mut released = host().held(&a, Phase::Released);
-        assert!(matches!(
-            decide_start(&k, &released, &b, true, now()),
-            Decision::Patch(Outcome::Provisioning, ref d, _) if d.starts_with("queued")
-        ));
-        assert!(matches!(
-            decide_start(&k, &released, &b, false, now()),
-            Decision::Patch(Outcome::Provisioning, ref d, _) if d == "provisioning started"
-        ));
+        released.spec.consumer_ref = None;
+        let d = start(&released, &b);
+        assert_eq!(d.detail, QUEUED);
+        let mut no_notify = policy();
+        no_notify.notify_enabled = false;
+        let d = decide_start(&keys(), &no_notify, &released, &b, now());
+        assert_eq!(d.detail, "provisioning started");
         released.notified = Some(Phase::Released);
-        assert!(matches!(
-            decide_start(&k, &released, &b, true, now()),
-            Decision::Patch(Outcome::Provisioning, ref d, _) if d == "provisioning started"
-        ));
+        assert_eq!(start(&released, &b).detail, "provisioning started");
     }
 
     #[test]
-    fn start_on_a_host_used_outside_is_a_conflict() {
-        let mut h = host();
-        h.spec_image_url = Some("http://other".into());
-        assert_eq!(
-            outcome(&decide_start(&keys(), &h, &holder("1", "u"), true, now())),
-            Outcome::Conflict
-        );
+    fn hosts_used_elsewhere_or_unprovisionable_are_refused_at_once() {
+        let req = holder("1", "u");
+        let mut image = host();
+        image.spec.image_url = Some("http://other".into());
+        assert_eq!(start(&image, &req).outcome, Outcome::Conflict);
+        let mut capi = host();
+        capi.spec.consumer_ref = Some(ConsumerRef {
+            api_version: "infrastructure.cluster.x-k8s.io/v1beta1".into(),
+            kind: "Metal3Machine".into(),
+            name: "m-0".into(),
+            namespace: "ns".into(),
+        });
+        let d = start(&capi, &req);
+        assert_eq!(d.outcome, Outcome::Conflict);
+        assert!(d.detail.contains("Metal3Machine/m-0"), "{}", d.detail);
+        let mut paused = host();
+        paused.paused = true;
+        let d = start(&paused, &req);
+        assert_eq!((d.outcome, d.patch), (Outcome::Unavailable, None));
+        // A released host is checked again before it is taken.
+        let mut released = host().held(&holder("9", "v"), Phase::Released);
+        released.notified = Some(Phase::Released);
+        released.spec.consumer_ref = capi.spec.consumer_ref.clone();
+        assert_eq!(start(&released, &req).outcome, Outcome::Conflict);
+        released.spec.consumer_ref = None;
+        released.spec.custom_deploy = true;
+        assert_eq!(start(&released, &req).outcome, Outcome::Unavailable);
+    }
+
+    #[test]
+    fn a_failed_host_past_its_reservation_is_free_again() {
+        let mut a = holder("101", "u1");
+        a.event_end = Some(at(5));
+        let b = holder("202", "u2");
+        let mut failed = host().held(&a, Phase::Failed);
+        failed.notified = Some(Phase::Failed);
+        assert_eq!(start(&failed, &b).detail, "provisioning started");
+        // Not while Metal3 still has its image.
+        failed.spec.image_url = Some(policy().image.url);
+        assert_eq!(start(&failed, &b).detail, QUEUED);
     }
 
     #[test]
@@ -545,169 +923,233 @@ mod tests {
         let a = holder("101", "u1");
         let b = holder("202", "u2");
         let held = host().held(&a, Phase::Provisioned);
+        assert_eq!(decide_end(&k, &held, &b, now()).outcome, Outcome::Conflict);
         assert_eq!(
-            outcome(&decide_end(&k, &held, &b, now())),
-            Outcome::Conflict
-        );
-        assert_eq!(
-            outcome(&decide_end(&k, &host(), &b, now())),
-            Outcome::Conflict
+            decide_end(&k, &host(), &b, now()).outcome,
+            Outcome::AlreadyDone
         );
         let mut wrong_user = a.clone();
         wrong_user.user_id = "mallory".into();
         assert_eq!(
-            outcome(&decide_end(&k, &held, &wrong_user, now())),
+            decide_end(&k, &held, &wrong_user, now()).outcome,
             Outcome::Conflict
         );
-        let Decision::Patch(Outcome::Releasing, _, p) = decide_end(&k, &held, &a, now()) else {
-            panic!()
-        };
+        let d = decide_end(&k, &held, &a, now());
+        assert_eq!(d.outcome, Outcome::Releasing);
+        assert_eq!(ann(d.patch.as_ref().unwrap(), "phase"), "deprovisioning");
+        let end = |p| decide_end(&k, &host().held(&a, p), &a, now()).outcome;
+        assert_eq!(end(Phase::Deprovisioning), Outcome::Releasing);
+        assert_eq!(end(Phase::Released), Outcome::AlreadyDone);
+        // An END long after its reservation is still honoured.
+        let mut late = a.clone();
+        late.event_end = Some(at(1));
         assert_eq!(
-            p["metadata"]["annotations"]["reservations.polito.it/phase"],
-            "deprovisioning"
-        );
-        assert_eq!(
-            outcome(&decide_end(
-                &k,
-                &host().held(&a, Phase::Deprovisioning),
-                &a,
-                now()
-            )),
+            decide_end(&k, &held, &late, at(1_000_000)).outcome,
             Outcome::Releasing
-        );
-        assert_eq!(
-            outcome(&decide_end(
-                &k,
-                &host().held(&a, Phase::Released),
-                &a,
-                now()
-            )),
-            Outcome::AlreadyDone
         );
         // The end of a queued reservation cancels its queued start.
         let queued = held.with_pending(&b);
-        let Decision::Patch(Outcome::Releasing, _, p) = decide_end(&k, &queued, &b, now()) else {
-            panic!()
-        };
+        let d = decide_end(&k, &queued, &b, now());
+        assert_eq!(d.outcome, Outcome::Releasing);
         assert_eq!(
-            p["metadata"]["annotations"]["reservations.polito.it/pending-start"],
-            Value::Null
+            ann(d.patch.as_ref().unwrap(), "pending-start"),
+            &Value::Null
         );
     }
 
     #[test]
-    fn provisioning_steps() {
-        let c = cfg();
-        let k = keys();
+    fn provisioning_writes_the_spec_then_waits_for_metal3() {
+        let (k, p) = (keys(), policy());
         let a = holder("101", "u1");
         let mut h = host().held(&a, Phase::Provisioning);
-        let Step::Provision(p) = next_step(&c, &k, &h, true, now()) else {
+        let Step::Provision(patch) = next_step(&k, &p, &h, now()) else {
             panic!()
         };
         assert_eq!(
-            p,
+            patch,
             json!({
                 "metadata": {"resourceVersion": "10"},
                 "spec": {
                     "image": {"url": "http://img/ubuntu.qcow2", "checksum": "http://img/ubuntu.qcow2.sha256",
                               "checksumType": "sha256", "format": "qcow2"},
                     "userData": {"name": "lab-server-a1-userdata", "namespace": "ns"},
-                    "online": true
+                    "online": true,
+                    "consumerRef": {"apiVersion": "reservations.polito.it/v1", "kind": "Reservation",
+                                    "name": "101", "namespace": "ns"}
                 }
             })
         );
-        h.spec_image_url = Some(c.image.url.clone());
-        h.spec_user_data = Some("lab-server-a1-userdata".into());
-        h.spec_online = true;
+        h = provisioning(&a);
         assert_eq!(
-            next_step(&c, &k, &h, true, now()),
+            next_step(&k, &p, &h, now()),
             Step::Wait(Duration::from_secs(30))
         );
-        h.state = "provisioned".into();
-        let Step::Transition(_, p) = next_step(&c, &k, &h, true, now()) else {
+        h.status.state = S::Provisioned;
+        let Step::Transition(t) = next_step(&k, &p, &h, now()) else {
             panic!()
         };
         assert_eq!(
-            p["metadata"]["annotations"]["reservations.polito.it/phase"],
-            "provisioned"
+            (t.to, ann(&t.patch, "phase")),
+            (Phase::Provisioned, &json!("provisioned"))
         );
         // A provisioned status that names another image is not ours yet.
-        h.status_image_url = Some("http://img/other".into());
-        assert!(matches!(next_step(&c, &k, &h, true, now()), Step::Wait(_)));
-        h.state = "provisioning".into();
-        h.operational_status = "error".into();
-        h.error = "provisioning error: boom".into();
-        let Step::Transition(_, p) = next_step(&c, &k, &h, true, now()) else {
+        h.status.image_url = Some("http://img/other".into());
+        assert!(matches!(next_step(&k, &p, &h, now()), Step::Wait(_)));
+    }
+
+    #[test]
+    fn metal3_retrying_a_failed_deployment_is_followed_not_reported() {
+        let (k, p) = (keys(), policy());
+        let mut h = provisioning(&holder("101", "u1"));
+        h.status = Status {
+            state: S::Provisioning,
+            operational_status: "error".into(),
+            error_type: PROVISIONING_ERROR.into(),
+            error_message: "deploy failed".into(),
+            provision_started: Some(at(3)),
+            ..Status::default()
+        };
+        assert!(
+            matches!(next_step(&k, &p, &h, now()), Step::Wait(_)),
+            "error while provisioning: BMO retries"
+        );
+        h.status.state = S::Deprovisioning;
+        h.status.provisioning_fail_count = 1;
+        assert!(matches!(next_step(&k, &p, &h, now()), Step::Wait(_)));
+        // BMO gave up: the host is available with the retry-limit error.
+        h.status.state = S::Available;
+        h.status.provisioning_fail_count = 5;
+        h.status.error_message = "provisioning failed 5 times, retry limit (5) reached; change image or reset provisioningFailCount to retry".into();
+        let Step::Transition(t) = next_step(&k, &p, &h, now()) else {
             panic!()
         };
-        assert_eq!(
-            p["metadata"]["annotations"]["reservations.polito.it/phase"],
-            "failed"
-        );
-        assert_eq!(
-            p["metadata"]["annotations"]["reservations.polito.it/detail"],
-            "Metal3 reported an error: provisioning error: boom"
+        assert_eq!(t.to, Phase::Failed);
+        assert!(
+            t.detail.starts_with(
+                "Metal3 gave up provisioning: provisioning error: provisioning failed 5 times"
+            ),
+            "{}",
+            t.detail
         );
     }
 
     #[test]
-    fn provisioning_times_out() {
-        let c = cfg();
-        let k = keys();
-        let mut h = host().held(&holder("1", "u"), Phase::Provisioning);
-        h.spec_image_url = Some(c.image.url.clone());
-        h.spec_user_data = Some(h.secret_name());
-        h.spec_online = true;
-        let late = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(95);
+    fn an_error_left_from_before_does_not_fail_a_new_reservation() {
+        let (k, p) = (keys(), policy());
+        let mut h = provisioning(&holder("101", "u1"));
+        h.phase_since = Some(at(100));
+        h.status.operational_status = "error".into();
+        h.status.error_type = PROVISIONING_ERROR.into();
+        h.status.error_message = "provisioning failed 5 times, retry limit (5) reached".into();
+        // The attempt that failed started before this reservation's phase.
+        h.status.provision_started = Some(at(40));
+        assert!(matches!(next_step(&k, &p, &h, at(101)), Step::Wait(_)));
+        h.status.provision_started = None;
+        assert!(matches!(next_step(&k, &p, &h, at(101)), Step::Wait(_)));
+        // BMO's second-precision start in the same second as the phase counts as ours.
+        h.phase_since = Some(at(100) + jiff::SignedDuration::from_millis(700));
+        h.status.provision_started = Some(at(100));
+        assert!(matches!(
+            next_step(&k, &p, &h, at(101)),
+            Step::Transition(_)
+        ));
+    }
+
+    #[test]
+    fn a_failed_reservation_stops_metal3_then_notifies() {
+        let (k, p) = (keys(), policy());
+        let mut h = provisioning(&holder("101", "u1"));
+        h.phase = Some(Phase::Failed);
         assert_eq!(
-            next_step(&c, &k, &h, true, late),
+            next_step(&k, &p, &h, now()),
+            Step::Stop(json!({"metadata": {"resourceVersion": "10"},
+                              "spec": {"image": null, "userData": null, "online": false}}))
+        );
+        h.spec.image_url = None;
+        h.spec.user_data = None;
+        h.spec.online = false;
+        assert_eq!(next_step(&k, &p, &h, now()), Step::Notify(Phase::Failed));
+    }
+
+    #[test]
+    fn steps_are_inside_the_timeout() {
+        let (k, p) = (keys(), policy());
+        // The spec was never written (every write failed): the timeout still fails it.
+        let h = host().held(&holder("1", "u"), Phase::Provisioning);
+        let Step::Transition(t) = next_step(&k, &p, &h, at(100)) else {
+            panic!()
+        };
+        assert_eq!(t.to, Phase::Failed);
+        let mut h = provisioning(&holder("1", "u"));
+        assert_eq!(
+            next_step(&k, &p, &h, at(95)),
             Step::Wait(Duration::from_secs(5))
         );
-        let later = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(100);
-        let Step::Transition(_, p) = next_step(&c, &k, &h, true, later) else {
+        h.status.state = S::Provisioning;
+        let Step::Transition(t) = next_step(&k, &p, &h, at(100)) else {
+            panic!()
+        };
+        assert_eq!(
+            t.detail,
+            "not provisioned within 100s (Metal3 state: provisioning)"
+        );
+        let d = host().held(&holder("1", "u"), Phase::Deprovisioning);
+        let Step::Transition(t) = next_step(&k, &p, &d, at(100)) else {
             panic!()
         };
         assert!(
-            p["metadata"]["annotations"]["reservations.polito.it/detail"]
-                .as_str()
-                .unwrap()
-                .starts_with("not provisioned within 100s")
+            t.detail.starts_with("not released within 100s"),
+            "{}",
+            t.detail
         );
     }
 
     #[test]
-    fn release_steps() {
-        let c = cfg();
-        let k = keys();
-        let mut h = host()
-            .held(&holder("1", "u"), Phase::Deprovisioning)
-            .with_state("provisioned");
-        h.spec_image_url = Some(c.image.url.clone());
-        h.spec_user_data = Some(h.secret_name());
-        let Step::Release(p) = next_step(&c, &k, &h, true, now()) else {
+    fn release_powers_off_cleans_and_frees_the_host() {
+        let (k, p) = (keys(), policy());
+        let mut h = provisioning(&holder("1", "u")).with_state("provisioned");
+        h.phase = Some(Phase::Deprovisioning);
+        h.spec.automated_cleaning_mode = "disabled".into();
+        let Step::Release(patch) = next_step(&k, &p, &h, now()) else {
             panic!()
         };
         assert_eq!(
-            p,
-            json!({"metadata": {"resourceVersion": "10"}, "spec": {"image": null, "userData": null}})
+            patch,
+            json!({"metadata": {"resourceVersion": "10"},
+                   "spec": {"image": null, "userData": null, "online": false,
+                            "automatedCleaningMode": "metadata"}})
         );
-        h.spec_image_url = None;
-        h.spec_user_data = None;
-        assert!(matches!(next_step(&c, &k, &h, true, now()), Step::Wait(_)));
-        h.state = "available".into();
-        let Step::FinishRelease(p) = next_step(&c, &k, &h, true, now()) else {
+        h.spec.image_url = None;
+        h.spec.user_data = None;
+        h.spec.online = false;
+        h.spec.automated_cleaning_mode = "metadata".into();
+        assert!(matches!(next_step(&k, &p, &h, now()), Step::Wait(_)));
+        h.status.state = S::Available;
+        h.status.powered_on = true;
+        assert!(
+            matches!(next_step(&k, &p, &h, now()), Step::Wait(_)),
+            "still powered on"
+        );
+        h.status.powered_on = false;
+        let Step::FinishRelease(t) = next_step(&k, &p, &h, now()) else {
             panic!()
         };
-        assert_eq!(
-            p["metadata"]["annotations"]["reservations.polito.it/phase"],
-            "released"
-        );
+        assert_eq!(ann(&t.patch, "phase"), "released");
+        assert_eq!(t.patch["spec"]["consumerRef"], Value::Null);
+        // With `keep`, the host's cleaning setting is left alone.
+        let mut keep = p.clone();
+        keep.release_cleaning = false;
+        h.spec.automated_cleaning_mode = "disabled".into();
+        assert!(matches!(
+            next_step(&k, &keep, &h, now()),
+            Step::FinishRelease(_)
+        ));
     }
 
     #[test]
     fn deprovision_image_is_provisioned_when_configured() {
-        let mut c = cfg();
-        c.deprovision_image = Some(ImageConfig {
+        let mut p = policy();
+        p.deprovision_image = Some(ImageConfig {
             url: "http://img/wipe.iso".into(),
             checksum: None,
             checksum_type: None,
@@ -716,14 +1158,15 @@ mod tests {
         let h = host()
             .held(&holder("1", "u"), Phase::Deprovisioning)
             .with_state("provisioned");
-        let Step::Release(p) = next_step(&c, &keys(), &h, true, now()) else {
+        let Step::Release(patch) = next_step(&keys(), &p, &h, now()) else {
             panic!()
         };
         assert_eq!(
-            p["spec"]["image"],
-            json!({"url": "http://img/wipe.iso", "checksum": null, "checksumType": null, "format": "live-iso"})
+            patch["spec"],
+            json!({"image": {"url": "http://img/wipe.iso", "checksum": null, "checksumType": null,
+                             "format": "live-iso"},
+                   "userData": null, "online": true})
         );
-        assert_eq!(p["spec"]["userData"], Value::Null);
     }
 
     #[test]
@@ -735,9 +1178,7 @@ mod tests {
             panic!()
         };
         assert_eq!(p["metadata"]["resourceVersion"], "10");
-        let v = p["metadata"]["annotations"]["reservations.polito.it/notify-claim"]
-            .as_str()
-            .unwrap();
+        let v = ann(&p, "notify-claim").as_str().unwrap();
         assert_eq!(v, "a 1970-01-01T00:01:10Z");
         h.notify_claim = Claim::parse(v);
         // Another replica waits for the claim to expire; the holder renews it.
@@ -749,48 +1190,69 @@ mod tests {
             claim_notification(&k, &h, "a", ttl, now()),
             ClaimCheck::Take(_)
         ));
-        let expired = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(70);
         assert!(matches!(
-            claim_notification(&k, &h, "b", ttl, expired),
+            claim_notification(&k, &h, "b", ttl, at(70)),
             ClaimCheck::Take(_)
         ));
     }
 
     #[test]
     fn notify_then_take_the_queued_start() {
-        let c = cfg();
-        let k = keys();
+        let (k, p) = (keys(), policy());
         let b = holder("202", "u2");
         let mut h = host()
             .held(&holder("1", "u"), Phase::Released)
             .with_pending(&b);
-        assert_eq!(
-            next_step(&c, &k, &h, true, now()),
-            Step::Notify(Phase::Released)
-        );
+        assert_eq!(next_step(&k, &p, &h, now()), Step::Notify(Phase::Released));
         h.notified = Some(Phase::Released);
-        let Step::Transition(_, p) = next_step(&c, &k, &h, true, now()) else {
+        let Step::Transition(t) = next_step(&k, &p, &h, now()) else {
             panic!()
         };
-        let a = &p["metadata"]["annotations"];
-        assert_eq!(a["reservations.polito.it/event-id"], "202");
-        assert_eq!(a["reservations.polito.it/phase"], "provisioning");
-        assert_eq!(a["reservations.polito.it/notified"], Value::Null);
-        assert_eq!(a["reservations.polito.it/pending-start"], Value::Null);
+        assert_eq!(t.to, Phase::Provisioning);
+        assert_eq!(ann(&t.patch, "event-id"), "202");
+        assert_eq!(ann(&t.patch, "phase"), "provisioning");
+        assert_eq!(ann(&t.patch, "notified"), &Value::Null);
+        assert_eq!(ann(&t.patch, "pending-start"), &Value::Null);
+        assert_eq!(t.patch["spec"]["consumerRef"]["name"], "202");
         // Without a notification URL nothing waits for delivery.
+        let mut quiet = p.clone();
+        quiet.notify_enabled = false;
         h.notified = None;
         assert!(matches!(
-            next_step(&c, &k, &h, false, now()),
-            Step::Transition(..)
+            next_step(&k, &quiet, &h, now()),
+            Step::Transition(_)
         ));
-        let failed = host()
+        let mut failed = host()
             .held(&holder("1", "u"), Phase::Failed)
             .with_pending(&b);
+        failed.spec.image_url = None;
         assert_eq!(
-            next_step(&c, &k, &failed, true, now()),
+            next_step(&k, &p, &failed, now()),
             Step::Notify(Phase::Failed)
         );
-        assert_eq!(next_step(&c, &k, &failed, false, now()), Step::Idle);
-        assert_eq!(next_step(&c, &k, &host(), true, now()), Step::Idle);
+        assert_eq!(next_step(&k, &quiet, &failed, now()), Step::Idle);
+        assert_eq!(next_step(&k, &p, &host(), now()), Step::Idle);
+    }
+
+    #[test]
+    fn a_queued_start_whose_reservation_ended_is_dropped_not_provisioned() {
+        let (k, p) = (keys(), policy());
+        let mut b = holder("202", "u2");
+        b.event_end = Some(at(5));
+        let mut h = host()
+            .held(&holder("1", "u"), Phase::Released)
+            .with_pending(&b);
+        h.notified = Some(Phase::Released);
+        let Step::Transition(t) = next_step(&k, &p, &h, now()) else {
+            panic!()
+        };
+        assert_eq!(t.to, Phase::Released);
+        assert_eq!(ann(&t.patch, "pending-start"), &Value::Null);
+        assert_eq!(
+            ann(&t.patch, "event-id"),
+            &Value::Null,
+            "the holder is not replaced"
+        );
+        assert!(t.detail.contains("dropped"));
     }
 }

@@ -18,7 +18,9 @@ use crate::k8s::{Write, host_of};
 use crate::metrics::inc;
 use crate::model::{AnnotationPatch, Host, Phase};
 use crate::notify::Notification;
-use crate::plan::{ClaimCheck, Step, claim_notification, next_step};
+use crate::plan::{
+    ClaimCheck, Step, Transition, claim_notification, next_step, refused, transition,
+};
 use crate::state::AppState;
 
 /// How long a replica's claim on sending a notification lasts; longer than one bounded round
@@ -63,49 +65,91 @@ fn error_policy(obj: Arc<DynamicObject>, err: &Error, state: Arc<AppState>) -> A
     Action::requeue(Duration::from_secs(2))
 }
 
+/// Re-check delay after the API server refused a write for good (an operator must fix the
+/// host; looking again often would only repeat the refusal).
+const AFTER_REFUSAL: Duration = Duration::from_secs(60);
+
 /// One reconcile of one host.
 pub async fn reconcile(obj: Arc<DynamicObject>, state: Arc<AppState>) -> Result<Action> {
     let host = host_of(&state.keys, &obj);
-    let cfg = &state.config;
-    let step = next_step(
-        cfg,
-        &state.keys,
-        &host,
-        state.notifier.enabled(),
-        Timestamp::now(),
-    );
-    tracing::debug!(bmh = %host.key(), phase = ?host.phase, state = %host.state, ?step, "reconcile");
+    let now = Timestamp::now();
+    let step = next_step(&state.keys, &state.policy, &host, now);
+    tracing::debug!(bmh = %host.key(), phase = ?host.phase, state = %host.status.state, ?step, "reconcile");
+    let resync = state.config.resync;
     match step {
         Step::Idle => Ok(Action::await_change()),
         Step::Wait(d) => Ok(Action::requeue(d)),
-        Step::Provision(patch) => {
-            let Some(holder) = &host.holder else {
-                tracing::warn!(bmh = %host.key(), "phase provisioning without a holder; ignoring");
-                return Ok(Action::await_change());
-            };
-            let user_data = cloudinit::render(holder)?;
-            state.kube.ensure_secret(&host, &user_data).await?;
-            let w = state.kube.patch_bmh(&host.name, &patch).await?;
-            if matches!(w, Write::Done(_)) {
-                tracing::info!(bmh = %host.key(), event_id = %holder.event_id, "image, userData and online written");
-            }
-            Ok(after(w, cfg.resync))
-        }
+        Step::Provision(patch) => provision(&state, &host, &patch).await,
         Step::Release(patch) => {
             let w = state.kube.patch_bmh(&host.name, &patch).await?;
-            if matches!(w, Write::Done(_)) {
-                tracing::info!(bmh = %host.key(), "image and userData removed");
-                state.kube.delete_secret(&host).await?;
+            match w {
+                Write::Done(_) => {
+                    tracing::info!(bmh = %host.key(), "image and userData removed, power off asked");
+                    state.kube.delete_secret(&host).await?;
+                }
+                Write::Refused(ref message) => {
+                    let t = refused(&state.keys, &host, "release", message, now);
+                    return apply_transition(&state, &host, &t).await;
+                }
+                Write::Conflict | Write::Gone => {}
             }
-            Ok(after(w, cfg.resync))
+            Ok(after(w, resync))
         }
-        Step::FinishRelease(patch) => {
+        Step::Stop(patch) => {
+            let w = state.kube.patch_bmh(&host.name, &patch).await?;
+            match &w {
+                Write::Done(_) => {
+                    tracing::info!(bmh = %host.key(), "failed reservation: image and userData removed so Metal3 stops deploying it");
+                    state.kube.delete_secret(&host).await?;
+                }
+                Write::Refused(message) => {
+                    // The host breaks Metal3's rules; an operator must fix it. Do not hold the
+                    // failure notification back meanwhile.
+                    tracing::warn!(bmh = %host.key(), %message, "cannot remove the failed reservation's image");
+                    if state.notifier.enabled() && host.notified != Some(Phase::Failed) {
+                        notify(&state, &host, Phase::Failed).await?;
+                    }
+                }
+                Write::Conflict | Write::Gone => {}
+            }
+            Ok(after(w, resync))
+        }
+        Step::FinishRelease(t) => {
             state.kube.delete_secret(&host).await?;
-            transition(&state, &host, Phase::Released, &patch).await
+            apply_transition(&state, &host, &t).await
         }
-        Step::Transition(to, patch) => transition(&state, &host, to, &patch).await,
+        Step::Transition(t) => apply_transition(&state, &host, &t).await,
         Step::Notify(phase) => notify(&state, &host, phase).await,
     }
+}
+
+/// Writes the userData Secret, then the spec; a refusal of either fails the reservation.
+async fn provision(state: &AppState, host: &Host, patch: &serde_json::Value) -> Result<Action> {
+    let Some(holder) = &host.holder else {
+        return Ok(Action::await_change());
+    };
+    let now = Timestamp::now();
+    let user_data = cloudinit::render(holder)?;
+    match state.kube.ensure_secret(host, &user_data).await {
+        Ok(()) => {}
+        Err(e @ Error::ForeignSecret { .. }) => {
+            let t = transition(&state.keys, host, Phase::Failed, &e.to_string(), now);
+            return apply_transition(state, host, &t).await;
+        }
+        Err(e) => return Err(e),
+    }
+    let w = state.kube.patch_bmh(&host.name, patch).await?;
+    match &w {
+        Write::Done(_) => {
+            tracing::info!(bmh = %host.key(), event_id = %holder.event_id, "image, userData, online and consumerRef written");
+        }
+        Write::Refused(message) => {
+            let t = refused(&state.keys, host, "provisioning spec", message, now);
+            return apply_transition(state, host, &t).await;
+        }
+        Write::Conflict | Write::Gone => {}
+    }
+    Ok(after(w, state.config.resync))
 }
 
 fn after(w: Write, resync: Duration) -> Action {
@@ -113,26 +157,21 @@ fn after(w: Write, resync: Duration) -> Action {
         Write::Done(_) => Action::requeue(resync),
         Write::Conflict => Action::requeue(AFTER_CONFLICT),
         Write::Gone => Action::await_change(),
+        Write::Refused(_) => Action::requeue(AFTER_REFUSAL),
     }
 }
 
-async fn transition(
-    state: &AppState,
-    host: &Host,
-    to: Phase,
-    patch: &serde_json::Value,
-) -> Result<Action> {
-    let w = state.kube.patch_bmh(&host.name, patch).await?;
-    if matches!(w, Write::Done(_)) {
-        inc(&state.metrics.transitions, &[("phase", to.as_str())]);
-        let detail = patch
-            .pointer(&format!(
-                "/metadata/annotations/{}",
-                state.keys.detail.replace('/', "~1")
-            ))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        tracing::info!(bmh = %host.key(), from = ?host.phase, to = %to, detail, "phase changed");
+async fn apply_transition(state: &AppState, host: &Host, t: &Transition) -> Result<Action> {
+    let w = state.kube.patch_bmh(&host.name, &t.patch).await?;
+    match &w {
+        Write::Done(_) => {
+            inc(&state.metrics.transitions, &[("phase", t.to.as_str())]);
+            tracing::info!(bmh = %host.key(), from = ?host.phase, to = %t.to, detail = %t.detail, "phase changed");
+        }
+        Write::Refused(message) => {
+            tracing::warn!(bmh = %host.key(), to = %t.to, %message, "the API server refused the phase change; an operator must fix the host");
+        }
+        Write::Conflict | Write::Gone => {}
     }
     Ok(after(w, state.config.resync))
 }
@@ -152,7 +191,9 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
         ClaimCheck::Wait(d) => return Ok(Action::requeue(d)),
         ClaimCheck::Take(patch) => match state.kube.patch_bmh(&host.name, &patch).await? {
             Write::Done(_) => {}
-            w @ (Write::Conflict | Write::Gone) => return Ok(after(w, state.config.resync)),
+            w @ (Write::Conflict | Write::Gone | Write::Refused(_)) => {
+                return Ok(after(w, state.config.resync));
+            }
         },
     }
     match state.notifier.deliver(&n).await {

@@ -127,7 +127,8 @@ pub async fn route(state: &AppState, req: Request<Incoming>) -> Response<Full<By
 }
 
 async fn post_webhook(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             let err = if e.is::<http_body_util::LengthLimitError>() {
@@ -138,12 +139,25 @@ async fn post_webhook(state: &AppState, req: Request<Incoming>) -> Response<Full
             return error_response(&err);
         }
     };
+    let now = std::time::SystemTime::now();
+    if let Err(rejection) = state.inbound.check(&parts.headers, &body, now) {
+        tracing::warn!(
+            status = rejection.status(),
+            error_type = rejection.error.error_type(),
+            "delivery refused behind the edge (did it bypass the filter?)"
+        );
+        return rejection_response(&rejection, now);
+    }
     let ev = match webhook::parse_event(&body) {
         Ok(ev) => ev,
         Err(e) => return error_response(&e),
     };
     match webhook::handle(state, &ev).await {
-        Ok(accepted) => json_response(StatusCode::ACCEPTED, &accepted),
+        Ok(accepted) => {
+            let status =
+                StatusCode::from_u16(state.config.success_status).unwrap_or(StatusCode::OK);
+            json_response(status, &accepted)
+        }
         Err(e) => {
             tracing::warn!(error = %e, event_type = ev.event_type.as_str(), "webhook not processed");
             error_response(&e)
@@ -167,6 +181,21 @@ fn plain_error(status: StatusCode, error_type: &str, detail: &str) -> Response<F
         status,
         &json!({"detail": detail, "error_type": error_type, "timestamp": Timestamp::now().to_string()}),
     )
+}
+
+/// The filter's own reply to a refused delivery (same status, headers and body).
+fn rejection_response(
+    rejection: &webhook_core::flow::Rejection,
+    now: std::time::SystemTime,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(rejection.body(now))));
+    *r.status_mut() = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    for (name, value) in rejection.headers() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    r
 }
 
 /// The JSON error body of `e`, with `Retry-After` on 503.

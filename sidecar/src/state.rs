@@ -11,6 +11,8 @@ use crate::k8s::Kube;
 use crate::metrics::Metrics;
 use crate::model::Keys;
 use crate::notify::Notifier;
+use crate::plan::Policy;
+use crate::verify::Inbound;
 
 /// Shared state: configuration, Kubernetes access, notifier, metrics. Cheap to clone.
 #[derive(Clone)]
@@ -20,6 +22,10 @@ pub struct AppState {
     pub kube: Kube,
     pub notifier: Notifier,
     pub metrics: Arc<Metrics>,
+    /// What planning needs from the configuration.
+    pub policy: Arc<Policy>,
+    /// The filter's check of every delivery, repeated here.
+    pub inbound: Arc<Inbound>,
     /// The reconciler's watch cache of BMHs: the webhook's fast path for finding a host.
     /// Decisions made on it are only written with a resourceVersion precondition, and any
     /// answer that writes nothing is re-decided on a fresh read.
@@ -31,6 +37,8 @@ impl AppState {
     pub fn new(config: Config, client: kube::Client) -> Result<Self> {
         let notifier = Notifier::new(config.notify_url.as_deref(), &config.notify_secret)?;
         Ok(AppState {
+            policy: Arc::new(Policy::new(&config, notifier.enabled())),
+            inbound: Arc::new(Inbound::new(&config)?),
             keys: Arc::new(Keys::new(&config.annotation_prefix)),
             kube: Kube::new(client, &config),
             notifier,

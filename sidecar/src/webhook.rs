@@ -12,13 +12,13 @@ use webhook_core::event::{EventType, ReservationEvent, ReservedResource};
 use crate::error::{Error, Result};
 use crate::k8s::{Write, holder_of, host_of};
 use crate::metrics::inc;
-use crate::plan::{Decision, Outcome, decide_end, decide_start, dns1123};
+use crate::plan::{Outcome, decide_end, decide_start, dns1123};
 use crate::state::AppState;
 
 /// How often one host is re-read and re-decided after losing a resourceVersion race.
 const MAX_ATTEMPTS: usize = 8;
 
-/// One entry of `results` in the 202 body.
+/// One entry of `results` in the reply body.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceResult {
@@ -31,12 +31,16 @@ pub struct ResourceResult {
     pub detail: String,
 }
 
-/// The 202 body (the replaced service's members plus `results`).
+/// The success body: the replaced service's members (`status: "success"`, `message`,
+/// `resourceName`, `eventType`, `timestamp`) plus `results`, one per resource.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     pub status: &'static str,
     pub message: String,
+    /// The first BMH the event maps to (the replaced service named one BMH), else the first
+    /// resource's `resourceName`.
+    pub resource_name: String,
     pub event_type: EventType,
     pub timestamp: String,
     pub results: Vec<ResourceResult>,
@@ -66,8 +70,14 @@ pub async fn handle(state: &AppState, ev: &ReservationEvent) -> Result<Accepted>
         .iter()
         .filter(|r| matches!(r.result, Outcome::Provisioning | Outcome::Releasing))
         .count();
+    let resource_name = results
+        .iter()
+        .find_map(|r| r.bmh.as_deref())
+        .map(|key| key.rsplit('/').next().unwrap_or(key).to_owned())
+        .or_else(|| ev.events.first().map(|r| r.resource_name.clone()))
+        .unwrap_or_default();
     Ok(Accepted {
-        status: "accepted",
+        status: "success",
         message: format!(
             "{} of {} resources {}",
             acted,
@@ -77,6 +87,7 @@ pub async fn handle(state: &AppState, ev: &ReservationEvent) -> Result<Accepted>
                 EventType::End => "are being released",
             }
         ),
+        resource_name,
         event_type: ev.event_type,
         timestamp: Timestamp::now().to_string(),
         results,
@@ -134,25 +145,32 @@ async fn handle_resource(
     for _ in 0..MAX_ATTEMPTS {
         let host = host_of(&state.keys, &obj);
         let key = Some(host.key());
-        let notify = state.notifier.enabled();
+        let now = Timestamp::now();
         let decision = match ev.event_type {
-            EventType::Start => decide_start(&state.keys, &host, &req, notify, Timestamp::now()),
-            EventType::End => decide_end(&state.keys, &host, &req, Timestamp::now()),
+            EventType::Start => decide_start(&state.keys, &state.policy, &host, &req, now),
+            EventType::End => decide_end(&state.keys, &host, &req, now),
         };
-        match decision {
+        match decision.patch {
             // An answer that writes nothing must rest on a fresh read, not on the cache.
-            Decision::Answer(o, detail) if fresh => return Ok(result(key, o, detail)),
-            Decision::Answer(..) => {}
-            Decision::Patch(o, detail, patch) => {
-                match state.kube.patch_bmh(&host.name, &patch).await? {
-                    Write::Done(_) => {
-                        tracing::info!(bmh = %host.key(), event_id = %r.event_id, result = o.as_str(), %detail, "intent recorded");
-                        return Ok(result(key, o, detail));
-                    }
-                    Write::Conflict => {}
-                    Write::Gone => return Ok(gone()),
+            None if fresh => return Ok(result(key, decision.outcome, decision.detail)),
+            None => {}
+            Some(patch) => match state.kube.patch_bmh(&host.name, &patch).await? {
+                Write::Done(_) => {
+                    tracing::info!(bmh = %host.key(), event_id = %r.event_id, result = decision.outcome.as_str(), detail = %decision.detail, "intent recorded");
+                    return Ok(result(key, decision.outcome, decision.detail));
                 }
-            }
+                Write::Refused(message) => {
+                    // Metal3's webhook validates the whole host on every write: a host that
+                    // breaks its rules cannot be taken until an operator fixes it.
+                    return Ok(result(
+                        key,
+                        Outcome::Unavailable,
+                        format!("the API server refused the write: {message}"),
+                    ));
+                }
+                Write::Conflict => {}
+                Write::Gone => return Ok(gone()),
+            },
         }
         // The snapshot was stale or someone else wrote first: read again, decide again.
         match state.kube.get_bmh(&host.name).await? {

@@ -48,7 +48,7 @@ async fn apiserver_stopped_mid_reservation_answers_503_then_recovers() {
 
     // Intent recorded; the host is still on its way when the API server dies.
     let a = b.post(&start).await;
-    assert_eq!(a.status, 202, "{:?}", a.body);
+    assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["results"][0]["result"], "provisioning");
     server.stop_apiserver();
 
@@ -69,13 +69,13 @@ async fn apiserver_stopped_mid_reservation_answers_503_then_recovers() {
 
     // The sender's retry is answered with the work in progress; nothing was done twice.
     let a = b.post(&start).await;
-    assert_eq!(a.status, 202, "{:?}", a.body);
+    assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["results"][0]["result"], "provisioning");
     b.annotate("node-9", "standin.test/stall", None).await;
     let n = b.notifications(1).await;
     assert_eq!(n[0]["outcome"], "provisioned");
     let host = b.wait_annotation("node-9", "notified", "provisioned").await;
-    assert_eq!(host["metadata"]["generation"], 2);
+    assert_eq!(host["metadata"]["generation"], 3);
     assert!(b.secret("node-9-userdata").await.is_some());
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(b.sink.received().len(), 1);
@@ -127,7 +127,8 @@ async fn look(b: &Bench, i: i64) -> Seen {
     Seen { host, ours, secret }
 }
 
-/// A host the sidecar never touched: none of its annotations, no image, userData or Secret.
+/// A host the sidecar never touched: none of its annotations, no image, userData, consumerRef
+/// or Secret.
 fn assert_untouched(i: i64, s: &Seen) {
     assert_eq!(
         s.ours,
@@ -145,6 +146,11 @@ fn assert_untouched(i: i64, s: &Seen) {
         s.host["spec"]
     );
     assert_eq!(s.host["spec"]["online"], false, "node-{i}");
+    assert!(
+        s.host["spec"]["consumerRef"].is_null(),
+        "node-{i}: {}",
+        s.host["spec"]
+    );
     assert!(
         s.secret.is_none(),
         "node-{i} has a Secret without an intent"
@@ -169,10 +175,16 @@ fn assert_intent(i: i64, s: &Seen, start: &Value) {
         "node-{i}: {o}"
     );
     assert!(o.get("pending-start").is_none(), "node-{i}: {o}");
+    assert_eq!(
+        s.host["spec"]["consumerRef"]["name"],
+        event_id(i).as_str(),
+        "node-{i}: the intent and the consumerRef are one write"
+    );
 }
 
 /// A host provisioned for resource `i`: phase and delivery recorded, image, userData and online
-/// written exactly once (generation 2), its Secret owned by it and holding the user's key.
+/// written exactly once (generation 3: the intent's consumerRef, then the spec), its Secret
+/// owned by it and holding the user's key.
 fn assert_provisioned(i: i64, s: &Seen, start: &Value) {
     assert_intent(i, s, start);
     assert_eq!(s.ours["phase"], "provisioned", "node-{i}: {}", s.ours);
@@ -189,7 +201,7 @@ fn assert_provisioned(i: i64, s: &Seen, start: &Value) {
     );
     assert_eq!(spec["online"], true, "node-{i}");
     assert_eq!(
-        s.host["metadata"]["generation"], 2,
+        s.host["metadata"]["generation"], 3,
         "node-{i}: spec written more than once"
     );
     let secret = s
@@ -229,7 +241,7 @@ async fn provisioned_notifications(b: &Bench, n: usize) -> BTreeMap<String, usiz
 }
 
 /// The API server is killed while the sidecar records the intents of a 20-host event. Whatever
-/// the timing, the answer is 202 (every intent recorded first) or 503 + Retry-After (the sender
+/// the timing, the answer is 200 (every intent recorded first) or 503 + Retry-After (the sender
 /// redelivers); once the API server is back, every host carries either the whole intent and is
 /// then provisioned and notified once, or nothing at all; the redelivery finishes the rest.
 #[tokio::test]
@@ -298,7 +310,7 @@ async fn apiserver_stopped_while_a_request_is_handled_leaves_no_host_half_done()
         .expect("watch failed during the delivery");
     let answer = answer.expect("the delivery got no answer within the bound");
     match answer.status {
-        202 => {
+        200 => {
             let results = answer.body["results"].as_array().unwrap();
             assert_eq!(results.len(), HOSTS as usize, "{}", answer.body);
             for r in results {
@@ -347,11 +359,11 @@ async fn apiserver_stopped_while_a_request_is_handled_leaves_no_host_half_done()
         let i: i64 = name.trim_start_matches("node-").parse().unwrap();
         assert!(held.contains(&i), "{name}'s intent was seen but is gone");
     }
-    if answer.status == 202 {
+    if answer.status == 200 {
         assert_eq!(
             held.len(),
             HOSTS as usize,
-            "202 but not every intent recorded"
+            "200 but not every intent recorded"
         );
     }
     eprintln!(
@@ -382,9 +394,9 @@ async fn apiserver_stopped_while_a_request_is_handled_leaves_no_host_half_done()
         assert_untouched(i, &look(&b, i).await);
     }
 
-    // The sender redelivers after a 503 (and may after a 202): accepted, the rest provisioned.
+    // The sender redelivers after a 503 (and may after a 200): accepted, the rest provisioned.
     let again = b.post(&start).await;
-    assert_eq!(again.status, 202, "{:?}", again.body);
+    assert_eq!(again.status, 200, "{:?}", again.body);
     let results = again.body["results"].as_array().unwrap();
     assert_eq!(results.len(), HOSTS as usize, "{}", again.body);
     for r in results {

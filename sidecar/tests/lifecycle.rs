@@ -24,8 +24,12 @@ async fn start_and_end_of_the_sample_event() {
     let key = start["sshPublicKey"].as_str().unwrap().to_owned();
 
     let a = b.post(&start).await;
-    assert_eq!(a.status, 202, "{:?}", a.body);
-    assert_eq!(a.body["status"], "accepted");
+    // The replaced service's reply: 200, status success, message, resourceName, eventType,
+    // timestamp; `results` is the addition.
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["status"], "success");
+    assert_eq!(a.body["message"], "1 of 3 resources are being provisioned");
+    assert_eq!(a.body["resourceName"], "node-17");
     assert_eq!(a.body["eventType"], "EVENT_START");
     assert!(a.body["timestamp"].is_string());
     let bmh = format!("{}/node-17", b.ns);
@@ -63,10 +67,16 @@ async fn start_and_end_of_the_sample_event() {
         json!({"name": "node-17-userdata", "namespace": b.ns})
     );
     assert_eq!(host["spec"]["online"], true);
-    // One spec write: generation moved from 1 to 2 only.
-    assert_eq!(host["metadata"]["generation"], 2);
+    // Taken for the reservation: Cluster API and HostClaims leave the host alone.
+    assert_eq!(
+        host["spec"]["consumerRef"],
+        json!({"apiVersion": "reservations.polito.it/v1", "kind": "Reservation", "name": "101", "namespace": b.ns})
+    );
+    // Two spec writes: the consumerRef with the intent, then image + userData + online.
+    assert_eq!(host["metadata"]["generation"], 3);
     let ann = our_annotations(&host);
     let since = ann["phase-since"].as_str().unwrap().to_owned();
+    let event_end = ann["event-end"].as_str().unwrap().to_owned();
     assert_eq!(
         ann,
         json!({
@@ -76,6 +86,7 @@ async fn start_and_end_of_the_sample_event() {
             "ssh-public-key": key,
             "resource-id": "1",
             "resource-name": "Lab Server A1",
+            "event-end": event_end,
             "phase": "provisioned",
             "phase-since": since,
             "notified": "provisioned",
@@ -84,6 +95,10 @@ async fn start_and_end_of_the_sample_event() {
     assert_eq!(n[0]["timestamp"], json!(since));
 
     let secret = b.secret("node-17-userdata").await.unwrap();
+    assert_eq!(
+        secret.metadata.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
+        "bmh-sidecar"
+    );
     assert_eq!(
         user_data(&secret),
         format!(
@@ -104,7 +119,7 @@ async fn start_and_end_of_the_sample_event() {
     // EVENT_END from the holder.
     let end = sample(END);
     let a = b.post(&end).await;
-    assert_eq!(a.status, 202, "{:?}", a.body);
+    assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["eventType"], "EVENT_END");
     assert_eq!(results(&a)[0]["result"], "releasing");
     assert_eq!(results(&a)[1]["result"], "skipped");
@@ -115,12 +130,24 @@ async fn start_and_end_of_the_sample_event() {
     assert_eq!(host["status"]["provisioning"]["state"], "available");
     assert!(host["spec"].get("image").is_none(), "{}", host["spec"]);
     assert!(host["spec"].get("userData").is_none(), "{}", host["spec"]);
-    assert_eq!(host["metadata"]["generation"], 3);
+    // Powered off and free for other Metal3 consumers again.
+    assert_eq!(host["spec"]["online"], false);
+    assert_eq!(host["status"]["poweredOn"], false);
+    assert!(
+        host["spec"].get("consumerRef").is_none(),
+        "{}",
+        host["spec"]
+    );
+    // Release (image, userData, power), then the consumerRef cleared.
+    assert_eq!(host["metadata"]["generation"], 5);
     assert_eq!(
         annotation(&host, &format!("{PREFIX}/phase")),
         Some("released")
     );
     assert!(b.secret("node-17-userdata").await.is_none());
+    // A START of the reservation that just ended never provisions it again.
+    let a = b.post(&start).await;
+    assert_eq!(results(&a)[0]["result"], "expired", "{:?}", a.body);
 
     // A repeated END changes nothing.
     let rv = host["metadata"]["resourceVersion"].clone();
@@ -138,7 +165,7 @@ async fn fifty_concurrent_copies_make_one_secret_one_patch_one_notification() {
     let start = sample(START);
     let answers = join_all((0..50).map(|_| b.post(&start))).await;
     for a in &answers {
-        assert_eq!(a.status, 202, "{:?}", a.body);
+        assert_eq!(a.status, 200, "{:?}", a.body);
         let r = results(a)[0]["result"].as_str().unwrap();
         assert!(r == "provisioning" || r == "already_done", "{r}");
         assert_eq!(
@@ -158,7 +185,7 @@ async fn fifty_concurrent_copies_make_one_secret_one_patch_one_notification() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(b.sink.received().len(), 1);
     let now = b.host("lab-server-a1").await;
-    assert_eq!(now["metadata"]["generation"], 2);
+    assert_eq!(now["metadata"]["generation"], 3);
     assert_eq!(
         now["metadata"]["resourceVersion"],
         host["metadata"]["resourceVersion"]
@@ -190,7 +217,7 @@ async fn end_from_another_reservation_is_a_conflict_and_changes_nothing() {
 
     for (ev, user) in [("999", "keycloak-user-id-123"), ("101", "someone-else")] {
         let a = b.post(&event(END, ev, user)).await;
-        assert_eq!(a.status, 202);
+        assert_eq!(a.status, 200);
         assert_eq!(results(&a)[0]["result"], "conflict", "{:?}", a.body);
         assert_eq!(results(&a)[0]["bmh"], json!(format!("{}/node-1", b.ns)));
     }
@@ -273,21 +300,28 @@ async fn start_while_deprovisioning_is_queued_then_carried_out() {
 }
 
 #[tokio::test]
-async fn operator_error_fails_at_once_with_a_notification() {
+async fn metal3_giving_up_fails_the_reservation_and_stops_it() {
     let mut b = Bench::new("operr").await;
     b.create_host("node-3", Some(1)).await;
+    // Every attempt fails: the stand-in, like BMO, retries up to its limit, then gives up.
     b.annotate("node-3", "standin.test/fail", Some("disk on fire"))
         .await;
     b.start_sidecar().await;
     b.post(&sample(START)).await;
     let n = b.notifications(1).await;
     assert_eq!(n[0]["outcome"], "failed");
-    assert_eq!(
-        n[0]["detail"],
-        "Metal3 reported an error: provisioning error: disk on fire"
+    let detail = n[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("Metal3 gave up provisioning: provisioning error: provisioning failed"),
+        "{detail}"
     );
     let host = b.wait_annotation("node-3", "notified", "failed").await;
     assert_eq!(our_annotations(&host)["phase"], "failed");
+    // Metal3 no longer has the user's deployment to retry: no image, no userData, no Secret.
+    assert!(host["spec"].get("image").is_none(), "{}", host["spec"]);
+    assert!(host["spec"].get("userData").is_none(), "{}", host["spec"]);
+    assert_eq!(host["spec"]["online"], false);
+    assert!(b.secret("node-3-userdata").await.is_none());
     // A repeat reports the failure without acting; the holder can still release the host.
     let a = b.post(&sample(START)).await;
     assert_eq!(results(&a)[0]["result"], "already_done");
@@ -312,7 +346,7 @@ async fn no_progress_within_the_timeout_fails_with_a_notification() {
     assert_eq!(n[0]["outcome"], "failed");
     assert_eq!(
         n[0]["detail"],
-        "not provisioned within 2s (state: \"available\")"
+        "not provisioned within 2s (Metal3 state: available)"
     );
 }
 
@@ -342,7 +376,7 @@ async fn killed_mid_provisioning_then_restarted_sends_exactly_one_notification()
     b.wait_annotation("node-5", "notified", "provisioned").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(b.sink.received().len(), 1);
-    assert_eq!(b.host("node-5").await["metadata"]["generation"], 2);
+    assert_eq!(b.host("node-5").await["metadata"]["generation"], 3);
 }
 
 #[tokio::test]
@@ -368,20 +402,23 @@ async fn unknown_hosts_and_bad_requests() {
     b.start_sidecar().await;
     // A Server with no BMH: not_found, nothing else fails.
     let a = b.post(&sample(START)).await;
-    assert_eq!(a.status, 202);
+    assert_eq!(a.status, 200);
     assert_eq!(results(&a)[0]["result"], "not_found");
     assert_eq!(results(&a)[0]["bmh"], Value::Null);
     assert_eq!(results(&a)[1]["result"], "skipped");
+    assert_eq!(a.body["resourceName"], "Lab Server A1");
 
+    // Signed but not an event: the filter's own answers, from behind the edge.
     let a = b.request("POST", "/webhook", b"{not json").await.unwrap();
     assert_eq!(a.status, 400);
-    assert_eq!(a.body["error_type"], "ValidationError");
+    assert_eq!(a.body["error_type"], "MalformedJson");
     assert!(a.body["detail"].is_string() && a.body["timestamp"].is_string());
     let a = b
         .request("POST", "/webhook", br#"{"eventType":"EVENT_START"}"#)
         .await
         .unwrap();
-    assert_eq!(a.status, 400);
+    assert_eq!(a.status, 422);
+    assert_eq!(a.body["error_type"], "ValidationError");
     let a = b.request("GET", "/webhook", b"").await.unwrap();
     assert_eq!(a.status, 405);
     assert_eq!(a.body["error_type"], "MethodNotAllowed");
@@ -401,7 +438,7 @@ async fn unknown_hosts_and_bad_requests() {
         "{text}"
     );
     assert!(
-        text.contains("bmh_sidecar_http_requests_total{path=\"/webhook\",code=\"400\"} 2"),
+        text.contains("bmh_sidecar_http_requests_total{path=\"/webhook\",code=\"400\"} 1"),
         "{text}"
     );
 
@@ -447,7 +484,7 @@ async fn two_replicas_never_both_act() {
     }))
     .await;
     for a in &answers {
-        assert_eq!(a.status, 202, "{:?}", a.body);
+        assert_eq!(a.status, 200, "{:?}", a.body);
         let r = results(a)[0]["result"].as_str().unwrap();
         assert!(r == "provisioning" || r == "already_done", "{r}");
     }
@@ -462,7 +499,7 @@ async fn two_replicas_never_both_act() {
     assert!(our_annotations(&host).get("notify-claim").is_none());
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(b.sink.received().len(), 2);
-    assert_eq!(b.host("node-8").await["metadata"]["generation"], 3);
+    assert_eq!(b.host("node-8").await["metadata"]["generation"], 5);
     assert!(b.secret("node-8-userdata").await.is_none());
 }
 
@@ -534,7 +571,7 @@ async fn a_release_that_does_not_finish_in_time_fails_with_a_notification() {
     assert_eq!(n[1]["outcome"], "failed");
     assert_eq!(
         n[1]["detail"],
-        "not released within 2s (state: \"provisioned\")"
+        "not released within 2s (Metal3 state: provisioned)"
     );
     // The holder keeps the host; its END, repeated once Metal3 works again, releases it.
     b.annotate("node-11", "standin.test/stall", None).await;

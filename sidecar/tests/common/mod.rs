@@ -25,6 +25,8 @@ use sha2::Sha256;
 pub const SA: &str = "bmh-webhook-sidecar";
 pub const PREFIX: &str = "reservations.polito.it";
 pub const NOTIFY_SECRET: &str = "notify-secret-for-tests";
+/// The inbound secret: the sidecar verifies every delivery itself too.
+pub const INBOUND_SECRET: &str = "inbound-secret-for-tests-0123456789";
 pub const IMAGE_URL: &str = "http://images.example.test/ubuntu-24.04.qcow2";
 pub const IMAGE_CHECKSUM: &str = "http://images.example.test/ubuntu-24.04.qcow2.sha256sum";
 pub const START: &str = include_str!("../fixtures/event-start.json");
@@ -173,7 +175,7 @@ impl Bench {
             .env("PROVISION_IMAGE_CHECKSUM_TYPE", "sha256")
             .env("PROVISION_IMAGE_FORMAT", "qcow2")
             .env("NOTIFY_URL", self.sink.url())
-            .env("WEBHOOK_SECRET", "inbound-secret")
+            .env("WEBHOOK_SECRET", INBOUND_SECRET)
             .env("NOTIFY_SECRET", NOTIFY_SECRET)
             .env("LOG_LEVEL", "DEBUG")
             .env("REPLICA_ID", format!("replica-{}", self.runs))
@@ -207,6 +209,8 @@ impl Bench {
         self.request_to(self.addr(), method, path, body).await
     }
 
+    /// A request as the edge forwards it: `POST /webhook` bodies are signed with the inbound
+    /// secret (the sidecar verifies them too).
     pub async fn request_to(
         &self,
         addr: SocketAddr,
@@ -214,10 +218,29 @@ impl Bench {
         path: &str,
         body: &[u8],
     ) -> Result<Answer, String> {
-        let req = http::Request::builder()
+        let mut headers = vec![("content-type", "application/json".to_owned())];
+        if method == "POST" && path == "/webhook" {
+            headers.push(("x-webhook-signature", sign(INBOUND_SECRET, body)));
+        }
+        self.send_to(addr, method, path, &headers, body).await
+    }
+
+    /// A request with exactly these headers.
+    pub async fn send_to(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<Answer, String> {
+        let mut req = http::Request::builder()
             .method(method)
-            .uri(format!("http://{addr}{path}"))
-            .header("content-type", "application/json")
+            .uri(format!("http://{addr}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let req = req
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| e.to_string())?;
         let resp = tokio::time::timeout(WAIT, self.http.request(req))
@@ -323,12 +346,17 @@ pub fn our_annotations(host: &Value) -> Value {
     Value::Object(out)
 }
 
+/// `sha256=<hex HMAC-SHA256>`, computed here independently of the code under test.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Checks the signature and idempotency key of a recorded notification; returns its body.
 pub fn check_notification(r: &Recorded) -> Value {
     assert_eq!(r.method, "POST");
-    let mut mac = Hmac::<Sha256>::new_from_slice(NOTIFY_SECRET.as_bytes()).unwrap();
-    mac.update(&r.body);
-    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let want = sign(NOTIFY_SECRET, &r.body);
     assert_eq!(r.header("x-webhook-signature"), Some(want.as_str()));
     assert_eq!(r.header("content-type"), Some("application/json"));
     let body = r.json().unwrap();
@@ -342,9 +370,18 @@ pub fn check_notification(r: &Recorded) -> Value {
     body
 }
 
-/// A sample event (`START` or `END`) as JSON.
+/// A sample event (`START` or `END`) as JSON, its reservations running now (started an hour
+/// ago, ending in a day): the sidecar never provisions a reservation whose eventEnd passed.
 pub fn sample(fixture: &str) -> Value {
-    serde_json::from_str(fixture).unwrap()
+    let mut v: Value = serde_json::from_str(fixture).unwrap();
+    let now = jiff::Timestamp::now();
+    let start = (now - jiff::SignedDuration::from_hours(1)).to_string();
+    let end = (now + jiff::SignedDuration::from_hours(24)).to_string();
+    for e in v["events"].as_array_mut().unwrap() {
+        e["eventStart"] = json!(start);
+        e["eventEnd"] = json!(end);
+    }
+    v
 }
 
 /// A sample event with its userId and first resource's eventId replaced.
