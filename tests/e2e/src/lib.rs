@@ -39,8 +39,9 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The secret a local run and the tests sign with (never a production value).
-pub const DEV_SECRET: &str = "dev-secret-change-me";
+/// The secret a local run and the tests sign with (never a production value; 32 bytes or more,
+/// the least the filter and the sidecar accept).
+pub const DEV_SECRET: &str = "dev-secret-change-me-0123456789abcdef";
 
 /// BareMetalHosts a local run creates: (name, resourceId label). `lab-server-a1` is resource 1
 /// of the sample event; resources 2 and 5 of the sample are a database and a router, which the
@@ -355,26 +356,48 @@ pub fn fixture(name: &str) -> Result<Vec<u8>> {
     std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()).into())
 }
 
-/// The payload with its top-level `timestamp` set to now (the filter's replay window rejects
-/// the fixtures' 2025 timestamps), leaving every other byte as it is.
+/// The payload with its times moved to now, leaving every other byte as it is: `timestamp`
+/// set to now (the fixtures' 2025 dates are long past), every `eventStart` to an hour ago and
+/// every `eventEnd` to a day from now (a START of a reservation that has ended never
+/// provisions).
 pub fn fresh(body: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(body);
-    let now = webhook_core::flow::rfc3339_utc(std::time::SystemTime::now());
-    let key = "\"timestamp\":";
-    let Some(start) = text.find(key) else {
-        return body.to_vec();
-    };
-    let after = start + key.len();
-    let rest = &text[after..];
-    let Some(open) = rest.find('"') else {
-        return body.to_vec();
-    };
-    let Some(len) = rest[open + 1..].find('"') else {
-        return body.to_vec();
-    };
-    let value_start = after + open + 1;
-    let value_end = value_start + len;
-    format!("{}{}{}", &text[..value_start], now, &text[value_end..]).into_bytes()
+    let now = jiff::Timestamp::now();
+    let text = String::from_utf8_lossy(body).into_owned();
+    let text = set_string_values(&text, "timestamp", &now.to_string());
+    let text = set_string_values(
+        &text,
+        "eventStart",
+        &(now - jiff::SignedDuration::from_hours(1)).to_string(),
+    );
+    set_string_values(
+        &text,
+        "eventEnd",
+        &(now + jiff::SignedDuration::from_hours(24)).to_string(),
+    )
+    .into_bytes()
+}
+
+/// `text` with the string value of every `"key":` replaced by `value`.
+fn set_string_values(text: &str, key: &str, value: &str) -> String {
+    let needle = format!("\"{key}\":");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&needle) {
+        let after = at + needle.len();
+        out.push_str(&rest[..after]);
+        rest = &rest[after..];
+        let Some(open) = rest.find('"') else {
+            break;
+        };
+        let Some(len) = rest[open + 1..].find('"') else {
+            break;
+        };
+        out.push_str(&rest[..=open]);
+        out.push_str(value);
+        rest = &rest[open + 1 + len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `sha256=<hex>` as the reservation system signs.

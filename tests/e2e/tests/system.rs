@@ -47,11 +47,13 @@ async fn signed_sample_event_provisions_the_host_and_notifies_then_end_releases_
     let ns = stack.namespace.clone();
     let sink = stack.sink.as_ref().unwrap();
 
-    // EVENT_START through Envoy: 202 with one result per reserved resource.
+    // EVENT_START through Envoy: the replaced service's 200 "success", one result per resource.
     let start = fresh(&fixture("event-start.json").unwrap());
     let resp = stack.send_signed(start.clone()).await.unwrap();
-    assert_eq!(resp.status, 202, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let answer = json(&resp.body);
+    assert_eq!(answer["status"], "success");
+    assert_eq!(answer["resourceName"], "lab-server-a1");
     assert_eq!(answer["eventType"], "EVENT_START");
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
@@ -106,7 +108,7 @@ async fn signed_sample_event_provisions_the_host_and_notifies_then_end_releases_
     // EVENT_END from the same reservation: image removed, Secret deleted, host available.
     let end = fresh(&fixture("event-end.json").unwrap());
     let resp = stack.send_signed(end).await.unwrap();
-    assert_eq!(resp.status, 202, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     assert_eq!(json(&resp.body)["results"][0]["result"], "releasing");
     let got = sink.wait_for(2, WAIT).await.unwrap();
     assert_eq!(got[1].json().unwrap()["outcome"], "released");
@@ -237,7 +239,7 @@ async fn requests_rejected_at_the_edge_never_reach_the_sidecar() {
     // Control: the counter does see a request that passes the filter.
     let good = fresh(&fixture("event-start.json").unwrap());
     let ok = stack.send_signed(good).await.unwrap();
-    assert_eq!(ok.status, 202);
+    assert_eq!(ok.status, 200);
     assert_eq!(sidecar_webhook_requests(&stack), before + 1);
 }
 
@@ -267,7 +269,7 @@ async fn a_repeated_delivery_through_envoy_changes_nothing() {
     let body = fresh(&fixture("event-start.json").unwrap());
 
     let first = stack.send_signed(body.clone()).await.unwrap();
-    assert_eq!(first.status, 202);
+    assert_eq!(first.status, 200);
     wait_for_state(&admin, &ns, "lab-server-a1", "provisioned", WAIT)
         .await
         .unwrap();
@@ -286,7 +288,7 @@ async fn a_repeated_delivery_through_envoy_changes_nothing() {
     .unwrap();
 
     let again = stack.send_signed(body).await.unwrap();
-    assert_eq!(again.status, 202, "a redelivery is a success");
+    assert_eq!(again.status, 200, "a redelivery is a success");
     assert_eq!(json(&again.body)["results"][0]["result"], "already_done");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = get_bmh(&admin, &ns, "lab-server-a1").await.unwrap();
