@@ -121,6 +121,11 @@ impl Bench {
             .apply_file("k8s/base/rbac.yaml", &ns, false)
             .await
             .unwrap();
+        // Every test runs the sidecar under the shipped Secret policy too.
+        server
+            .apply_file("k8s/base/secret-policy.yaml", &ns, false)
+            .await
+            .unwrap();
         let kubeconfig = server.service_account_kubeconfig(&ns, SA).await.unwrap();
         let operator = Some(StandInOperator::start(admin.clone(), &ns));
         let sink = NotificationSink::start().await.unwrap();

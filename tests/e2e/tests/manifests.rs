@@ -146,7 +146,9 @@ async fn envoy_overlay_passes_a_server_side_dry_run() {
             "RoleBinding",
             "Secret",
             "Service",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     );
     let applied = server
@@ -190,7 +192,9 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
             "Secret",
             "Service",
             "ServiceAccount",
-            "WasmPlugin"
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+            "WasmPlugin",
         ]
     );
     server
