@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::error::{Error, Result, is_conflict, is_not_found};
 use crate::model::{Holder, Host, Keys};
+use crate::plan::{ExistingSecret, SecretAction, secret_action};
 
 /// Field manager recorded in managedFields for every write.
 pub const FIELD_MANAGER: &str = "bmh-sidecar";
@@ -28,6 +29,16 @@ pub const BMH_KIND: &str = "BareMetalHost";
 /// changes or deletes a Secret without it, and the shipped ValidatingAdmissionPolicy
 /// (`k8s/base/secret-policy.yaml`) holds its ServiceAccount to the same rule.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// How writing the userData Secret ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretState {
+    /// The Secret holds the holder's userData.
+    Ready,
+    /// Nothing written: the Secret changed meanwhile, or this copy of the host is stale. Look
+    /// again after the host's next version.
+    Stale,
+}
 
 /// How a conditional write ended.
 #[derive(Debug)]
@@ -146,87 +157,108 @@ impl Kube {
         }
     }
 
-    /// Creates the userData Secret of `host`, or brings an existing one to `user_data`.
-    pub async fn ensure_secret(&self, host: &Host, user_data: &str) -> Result<()> {
+    /// Creates the userData Secret of `host`'s holder, or brings an existing one to
+    /// `user_data` ([`secret_action`] decides). [`SecretState::Stale`] when the Secret was
+    /// written for another reservation and `host` is no longer the current version of the
+    /// host: this replica's snapshot is stale, and the Secret may be the next holder's.
+    pub async fn ensure_secret(&self, host: &Host, user_data: &str) -> Result<SecretState> {
         let name = host.secret_name();
         let data: BTreeMap<String, ByteString> = [(
             "userData".to_owned(),
             ByteString(user_data.as_bytes().to_vec()),
         )]
         .into();
-        let holder_event = host.holder.as_ref().map(|h| h.event_id.clone());
-        let annotations = holder_event
+        let holder_event = host
+            .holder
             .as_ref()
-            .map(|e| BTreeMap::from([(self.secret_holder_key.clone(), e.clone())]));
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(self.namespace.clone()),
-                annotations: annotations.clone(),
-                labels: Some([(MANAGED_BY_LABEL.to_owned(), FIELD_MANAGER.to_owned())].into()),
-                owner_references: Some(vec![OwnerReference {
-                    api_version: self.resource.api_version.clone(),
-                    kind: self.resource.kind.clone(),
-                    name: host.name.clone(),
-                    uid: host.uid.clone(),
-                    ..OwnerReference::default()
-                }]),
-                ..ObjectMeta::default()
-            },
-            data: Some(data.clone()),
-            ..Secret::default()
-        };
-        let pp = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PostParams::default()
-        };
-        match self
-            .timed(Some(&name), self.secrets.create(&pp, &secret))
-            .await?
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if is_conflict(&e) => {}
+            .map(|h| h.event_id.clone())
+            .unwrap_or_default();
+        let annotations = BTreeMap::from([(self.secret_holder_key.clone(), holder_event.clone())]);
+        let owner_references = vec![OwnerReference {
+            api_version: self.resource.api_version.clone(),
+            kind: self.resource.kind.clone(),
+            name: host.name.clone(),
+            uid: host.uid.clone(),
+            ..OwnerReference::default()
+        }];
+        let existing = match self.timed(Some(&name), self.secrets.get_opt(&name)).await? {
+            Ok(s) => s,
             Err(e) => return Err(Error::kube(e, Some(&name))),
-        }
-        // It exists: left over, or written by another replica. Make it say what it must, but
-        // only if it is ours: a Secret of that name someone else wrote is never overwritten.
-        let existing = self
-            .timed(Some(&name), self.secrets.get(&name))
-            .await?
-            .map_err(|e| Error::kube(e, Some(&name)))?;
-        if !is_managed(&existing) {
-            return Err(Error::ForeignSecret { name });
-        }
-        let same_data =
-            existing.data.as_ref().and_then(|d| d.get("userData")) == data.get("userData");
-        let same_owner = existing
-            .owner_references()
-            .iter()
-            .any(|o| o.uid == host.uid);
-        let same_holder =
-            existing.annotations().get(&self.secret_holder_key) == holder_event.as_ref();
-        if same_data && same_owner && same_holder {
-            return Ok(());
-        }
-        let patch = serde_json::json!({
-            "metadata": {
-                "resourceVersion": existing.resource_version(),
-                "ownerReferences": secret.metadata.owner_references,
-                "annotations": annotations,
-            },
-            "data": { "userData": ByteString(user_data.as_bytes().to_vec()) },
-        });
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
         };
-        self.timed(
-            Some(&name),
-            self.secrets.patch(&name, &pp, &Patch::Merge(&patch)),
-        )
-        .await?
-        .map(|_| ())
-        .map_err(|e| Error::kube(e, Some(&name)))
+        let facts = existing.as_ref().map(|s| ExistingSecret {
+            managed: is_managed(s),
+            written_for: s.annotations().get(&self.secret_holder_key).cloned(),
+            up_to_date: s.data.as_ref().and_then(|d| d.get("userData")) == data.get("userData")
+                && s.owner_references().iter().any(|o| o.uid == host.uid),
+        });
+        match (secret_action(&holder_event, facts.as_ref()), existing) {
+            (SecretAction::Keep, _) => Ok(SecretState::Ready),
+            (SecretAction::Foreign, _) => Err(Error::ForeignSecret { name }),
+            (SecretAction::Create, _) | (_, None) => {
+                let secret = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(self.namespace.clone()),
+                        annotations: Some(annotations),
+                        labels: Some(
+                            [(MANAGED_BY_LABEL.to_owned(), FIELD_MANAGER.to_owned())].into(),
+                        ),
+                        owner_references: Some(owner_references),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(data),
+                    ..Secret::default()
+                };
+                let pp = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PostParams::default()
+                };
+                match self
+                    .timed(Some(&name), self.secrets.create(&pp, &secret))
+                    .await?
+                {
+                    Ok(_) => Ok(SecretState::Ready),
+                    // Written by someone else meanwhile: decide again on the next run.
+                    Err(e) if is_conflict(&e) => Ok(SecretState::Stale),
+                    Err(e) => Err(Error::kube(e, Some(&name))),
+                }
+            }
+            (action, Some(existing)) => {
+                if action == SecretAction::OverwriteIfCurrent {
+                    let current = self
+                        .get_bmh(&host.name)
+                        .await?
+                        .and_then(|o| o.metadata.resource_version);
+                    if current.as_deref() != Some(host.resource_version.as_str()) {
+                        tracing::info!(secret = %name, "userData Secret names another reservation and this copy of the host is stale; left alone");
+                        return Ok(SecretState::Stale);
+                    }
+                }
+                let patch = serde_json::json!({
+                    "metadata": {
+                        "resourceVersion": existing.resource_version(),
+                        "ownerReferences": owner_references,
+                        "annotations": annotations,
+                    },
+                    "data": { "userData": ByteString(user_data.as_bytes().to_vec()) },
+                });
+                let pp = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                };
+                match self
+                    .timed(
+                        Some(&name),
+                        self.secrets.patch(&name, &pp, &Patch::Merge(&patch)),
+                    )
+                    .await?
+                {
+                    Ok(_) => Ok(SecretState::Ready),
+                    Err(e) if is_conflict(&e) || is_not_found(&e) => Ok(SecretState::Stale),
+                    Err(e) => Err(Error::kube(e, Some(&name))),
+                }
+            }
+        }
     }
 
     /// Deletes the userData Secret of `host`'s holder (absent is fine).
@@ -406,38 +438,86 @@ mod tests {
         assert!(matches!(call.await.unwrap(), Ok(Write::Conflict)));
     }
 
-    #[tokio::test]
-    async fn an_existing_secret_with_other_content_is_patched_conditionally() {
-        let (k, mut h) = kube();
-        let host = fixtures::host();
+    /// A Secret as the API server returns it, written for `event` (None: no annotation), with
+    /// or without the managed-by label.
+    fn stored_secret(event: Option<&str>, managed: bool) -> serde_json::Value {
+        let mut v = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns", "resourceVersion": "42",
+                         "uid": "secret-uid"},
+            "data": {"userData": "b2xk"}
+        });
+        if managed {
+            v["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "bmh-sidecar"});
+        }
+        if let Some(e) = event {
+            v["metadata"]["annotations"] = json!({"reservations.polito.it/event-id": e});
+        }
+        v
+    }
+
+    /// Starts `ensure_secret` for the fixture host held by reservation 101 (resourceVersion
+    /// 10) and answers its read of the Secret with `existing` (None: 404).
+    async fn ensure_with(
+        k: &Kube,
+        h: &mut Handle,
+        existing: Option<serde_json::Value>,
+    ) -> tokio::task::JoinHandle<Result<SecretState>> {
+        let host = fixtures::host().held(&fixtures::holder("101", "u"), Phase::Provisioning);
         let call = tokio::spawn({
             let k = k.clone();
-            let host = host.clone();
             async move { k.ensure_secret(&host, "#cloud-config\n").await }
         });
-        let (req, send) = next(&mut h).await;
-        assert_eq!(req.method(), "POST");
-        assert_eq!(req.uri().path(), "/api/v1/namespaces/ns/secrets");
-        assert_eq!(req.body()["metadata"]["name"], "lab-server-a1-userdata");
-        assert_eq!(req.body()["data"]["userData"], "I2Nsb3VkLWNvbmZpZwo=");
-        assert_eq!(
-            req.body()["metadata"]["ownerReferences"],
-            json!([{"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
-                    "name": "lab-server-a1", "uid": "uid-1"}])
-        );
-        send.send_response(reply(409, status(409, "AlreadyExists")));
-        let (req, send) = next(&mut h).await;
+        let (req, send) = next(h).await;
         assert_eq!(req.method(), "GET");
         assert_eq!(
             req.uri().path(),
             "/api/v1/namespaces/ns/secrets/lab-server-a1-userdata"
         );
-        send.send_response(reply(200, json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns", "resourceVersion": "42",
-                         "labels": {"app.kubernetes.io/managed-by": "bmh-sidecar"}},
-            "data": {"userData": "b2xk"}
-        })));
+        match existing {
+            Some(v) => send.send_response(reply(200, v)),
+            None => send.send_response(reply(404, status(404, "NotFound"))),
+        }
+        call
+    }
+
+    async fn no_more_requests(h: &mut Handle, what: &str) {
+        let more =
+            tokio::time::timeout(std::time::Duration::from_millis(200), h.next_request()).await;
+        assert!(more.is_err(), "{what}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_is_created_labelled_owned_and_annotated() {
+        let (k, mut h) = kube();
+        let call = ensure_with(&k, &mut h, None).await;
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "POST");
+        assert_eq!(req.uri().path(), "/api/v1/namespaces/ns/secrets");
+        let meta = &req.body()["metadata"];
+        assert_eq!(meta["name"], "lab-server-a1-userdata");
+        assert_eq!(
+            meta["labels"],
+            json!({"app.kubernetes.io/managed-by": "bmh-sidecar"})
+        );
+        assert_eq!(
+            meta["annotations"],
+            json!({"reservations.polito.it/event-id": "101"})
+        );
+        assert_eq!(
+            meta["ownerReferences"],
+            json!([{"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+                    "name": "lab-server-a1", "uid": "uid-1"}])
+        );
+        assert_eq!(req.body()["data"]["userData"], "I2Nsb3VkLWNvbmZpZwo=");
+        send.send_response(reply(201, stored_secret(Some("101"), true)));
+        assert_eq!(call.await.unwrap().unwrap(), SecretState::Ready);
+    }
+
+    #[tokio::test]
+    async fn the_holders_secret_with_other_content_is_patched_conditionally() {
+        let (k, mut h) = kube();
+        let call = ensure_with(&k, &mut h, Some(stored_secret(Some("101"), true))).await;
         let (req, send) = next(&mut h).await;
         assert_eq!(req.method(), "PATCH");
         assert_eq!(
@@ -446,37 +526,69 @@ mod tests {
         );
         assert_eq!(req.body()["metadata"]["resourceVersion"], "42");
         assert_eq!(req.body()["data"]["userData"], "I2Nsb3VkLWNvbmZpZwo=");
-        send.send_response(reply(
-            200,
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}),
-        ));
-        call.await.unwrap().unwrap();
+        send.send_response(reply(200, stored_secret(Some("101"), true)));
+        assert_eq!(call.await.unwrap().unwrap(), SecretState::Ready);
     }
 
     #[tokio::test]
     async fn a_secret_of_that_name_written_by_someone_else_is_never_overwritten() {
         let (k, mut h) = kube();
-        let call = tokio::spawn({
-            let k = k.clone();
-            async move { k.ensure_secret(&fixtures::host(), "#cloud-config\n").await }
-        });
-        let (req, send) = next(&mut h).await;
-        assert_eq!(req.method(), "POST");
-        send.send_response(reply(409, status(409, "AlreadyExists")));
-        let (req, send) = next(&mut h).await;
-        assert_eq!(req.method(), "GET");
-        send.send_response(reply(200, json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "lab-server-a1-userdata", "namespace": "ns", "resourceVersion": "42"},
-            "data": {"userData": "b2xk"}
-        })));
+        let call = ensure_with(&k, &mut h, Some(stored_secret(None, false))).await;
         assert!(matches!(
             call.await.unwrap(),
             Err(Error::ForeignSecret { name }) if name == "lab-server-a1-userdata"
         ));
-        let more =
-            tokio::time::timeout(std::time::Duration::from_millis(200), h.next_request()).await;
-        assert!(more.is_err(), "a foreign Secret was written");
+        no_more_requests(&mut h, "a foreign Secret was written").await;
+    }
+
+    #[tokio::test]
+    async fn a_stale_copy_never_overwrites_the_next_holders_secret() {
+        let (k, mut h) = kube();
+        // The Secret names reservation 202: either a leftover, or the NEXT holder's while this
+        // replica still sees 101. The host is read again: it moved on (resourceVersion 11).
+        let call = ensure_with(&k, &mut h, Some(stored_secret(Some("202"), true))).await;
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "GET");
+        assert_eq!(
+            req.uri().path(),
+            "/apis/metal3.io/v1alpha1/namespaces/ns/baremetalhosts/lab-server-a1"
+        );
+        send.send_response(reply(
+            200,
+            json!({
+                "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+                "metadata": {"name": "lab-server-a1", "namespace": "ns", "resourceVersion": "11"}
+            }),
+        ));
+        assert_eq!(call.await.unwrap().unwrap(), SecretState::Stale);
+        no_more_requests(
+            &mut h,
+            "a stale replica overwrote another reservation's Secret",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_earlier_reservations_leftover_is_overwritten_when_the_copy_is_current() {
+        let (k, mut h) = kube();
+        let call = ensure_with(&k, &mut h, Some(stored_secret(Some("99"), true))).await;
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "GET");
+        send.send_response(reply(
+            200,
+            json!({
+                "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+                "metadata": {"name": "lab-server-a1", "namespace": "ns", "resourceVersion": "10"}
+            }),
+        ));
+        let (req, send) = next(&mut h).await;
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(
+            req.body()["metadata"]["annotations"],
+            json!({"reservations.polito.it/event-id": "101"})
+        );
+        send.send_response(reply(200, stored_secret(Some("101"), true)));
+        assert_eq!(call.await.unwrap().unwrap(), SecretState::Ready);
     }
 
     #[tokio::test]

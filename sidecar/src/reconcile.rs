@@ -14,7 +14,7 @@ use kube::runtime::watcher;
 
 use crate::cloudinit;
 use crate::error::{Error, Result};
-use crate::k8s::{Write, host_of};
+use crate::k8s::{SecretState, Write, host_of};
 use crate::metrics::inc;
 use crate::model::{AnnotationPatch, Host, Phase};
 use crate::notify::Notification;
@@ -131,7 +131,8 @@ async fn provision(state: &AppState, host: &Host, patch: &serde_json::Value) -> 
     let now = Timestamp::now();
     let user_data = cloudinit::render(holder)?;
     match state.kube.ensure_secret(host, &user_data).await {
-        Ok(()) => {}
+        Ok(SecretState::Ready) => {}
+        Ok(SecretState::Stale) => return Ok(Action::requeue(AFTER_CONFLICT)),
         Err(e @ Error::ForeignSecret { .. }) => {
             let t = transition(&state.keys, host, Phase::Failed, &e.to_string(), now);
             return apply_transition(state, host, &t).await;
