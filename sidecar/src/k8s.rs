@@ -191,10 +191,24 @@ impl Kube {
             up_to_date: s.data.as_ref().and_then(|d| d.get("userData")) == data.get("userData")
                 && s.owner_references().iter().any(|o| o.uid == host.uid),
         });
-        match (secret_action(&holder_event, facts.as_ref()), existing) {
+        let action = secret_action(&holder_event, facts.as_ref());
+        if matches!(
+            action,
+            SecretAction::CreateIfCurrent | SecretAction::OverwriteIfCurrent
+        ) {
+            let current = self
+                .get_bmh(&host.name)
+                .await?
+                .and_then(|o| o.metadata.resource_version);
+            if current.as_deref() != Some(host.resource_version.as_str()) {
+                tracing::info!(secret = %name, "this copy of the host is stale; the userData Secret is left alone");
+                return Ok(SecretState::Stale);
+            }
+        }
+        match (action, existing) {
             (SecretAction::Keep, _) => Ok(SecretState::Ready),
             (SecretAction::Foreign, _) => Err(Error::ForeignSecret { name }),
-            (SecretAction::Create, _) | (_, None) => {
+            (SecretAction::CreateIfCurrent, _) | (_, None) => {
                 let secret = Secret {
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
@@ -223,17 +237,7 @@ impl Kube {
                     Err(e) => Err(Error::kube(e, Some(&name))),
                 }
             }
-            (action, Some(existing)) => {
-                if action == SecretAction::OverwriteIfCurrent {
-                    let current = self
-                        .get_bmh(&host.name)
-                        .await?
-                        .and_then(|o| o.metadata.resource_version);
-                    if current.as_deref() != Some(host.resource_version.as_str()) {
-                        tracing::info!(secret = %name, "userData Secret names another reservation and this copy of the host is stale; left alone");
-                        return Ok(SecretState::Stale);
-                    }
-                }
+            (_, Some(existing)) => {
                 let patch = serde_json::json!({
                     "metadata": {
                         "resourceVersion": existing.resource_version(),
@@ -487,10 +491,37 @@ mod tests {
         assert!(more.is_err(), "{what}");
     }
 
+    /// Answers the fresh read of the host with resourceVersion `rv`.
+    async fn host_is_at(h: &mut Handle, rv: &str) {
+        let (req, send) = next(h).await;
+        assert_eq!(req.method(), "GET");
+        assert_eq!(
+            req.uri().path(),
+            "/apis/metal3.io/v1alpha1/namespaces/ns/baremetalhosts/lab-server-a1"
+        );
+        send.send_response(reply(
+            200,
+            json!({
+                "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+                "metadata": {"name": "lab-server-a1", "namespace": "ns", "resourceVersion": rv}
+            }),
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stale_copy_creates_no_secret() {
+        let (k, mut h) = kube();
+        let call = ensure_with(&k, &mut h, None).await;
+        host_is_at(&mut h, "12").await;
+        assert_eq!(call.await.unwrap().unwrap(), SecretState::Stale);
+        no_more_requests(&mut h, "a stale replica created a Secret").await;
+    }
+
     #[tokio::test]
     async fn a_missing_secret_is_created_labelled_owned_and_annotated() {
         let (k, mut h) = kube();
         let call = ensure_with(&k, &mut h, None).await;
+        host_is_at(&mut h, "10").await;
         let (req, send) = next(&mut h).await;
         assert_eq!(req.method(), "POST");
         assert_eq!(req.uri().path(), "/api/v1/namespaces/ns/secrets");
@@ -547,19 +578,7 @@ mod tests {
         // The Secret names reservation 202: either a leftover, or the NEXT holder's while this
         // replica still sees 101. The host is read again: it moved on (resourceVersion 11).
         let call = ensure_with(&k, &mut h, Some(stored_secret(Some("202"), true))).await;
-        let (req, send) = next(&mut h).await;
-        assert_eq!(req.method(), "GET");
-        assert_eq!(
-            req.uri().path(),
-            "/apis/metal3.io/v1alpha1/namespaces/ns/baremetalhosts/lab-server-a1"
-        );
-        send.send_response(reply(
-            200,
-            json!({
-                "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
-                "metadata": {"name": "lab-server-a1", "namespace": "ns", "resourceVersion": "11"}
-            }),
-        ));
+        host_is_at(&mut h, "11").await;
         assert_eq!(call.await.unwrap().unwrap(), SecretState::Stale);
         no_more_requests(
             &mut h,
@@ -572,15 +591,7 @@ mod tests {
     async fn an_earlier_reservations_leftover_is_overwritten_when_the_copy_is_current() {
         let (k, mut h) = kube();
         let call = ensure_with(&k, &mut h, Some(stored_secret(Some("99"), true))).await;
-        let (req, send) = next(&mut h).await;
-        assert_eq!(req.method(), "GET");
-        send.send_response(reply(
-            200,
-            json!({
-                "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
-                "metadata": {"name": "lab-server-a1", "namespace": "ns", "resourceVersion": "10"}
-            }),
-        ));
+        host_is_at(&mut h, "10").await;
         let (req, send) = next(&mut h).await;
         assert_eq!(req.method(), "PATCH");
         assert_eq!(

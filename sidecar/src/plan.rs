@@ -404,10 +404,26 @@ fn image_value(img: &ImageConfig) -> Value {
     })
 }
 
-/// The spec patch that provisions `host` for its holder `h`.
-pub fn provision_patch(policy: &Policy, host: &Host, h: &Holder) -> Value {
+/// `metadata` of a spec patch: the resourceVersion precondition, and `phase-since` moved to
+/// now, so the phase's timeout counts Metal3's time from the write Metal3 acts on (a sidecar
+/// that was down longer than the timeout still gives Metal3 its whole time).
+fn spec_write_metadata(keys: &Keys, host: &Host, now: Timestamp) -> Value {
     json!({
-        "metadata": { "resourceVersion": host.resource_version },
+        "resourceVersion": host.resource_version,
+        "annotations": { keys.phase_since.as_str(): now.to_string() },
+    })
+}
+
+/// The spec patch that provisions `host` for its holder `h`.
+pub fn provision_patch(
+    keys: &Keys,
+    policy: &Policy,
+    host: &Host,
+    h: &Holder,
+    now: Timestamp,
+) -> Value {
+    json!({
+        "metadata": spec_write_metadata(keys, host, now),
         "spec": {
             "image": image_value(&policy.image),
             "userData": { "name": host.secret_name(), "namespace": host.namespace },
@@ -420,7 +436,7 @@ pub fn provision_patch(policy: &Policy, host: &Host, h: &Holder) -> Value {
 /// The spec patch that releases `host`: image and userData removed and the host powered off
 /// (or the deprovision image provisioned, which needs the power on), with Metal3's disk
 /// cleaning on when the policy asks for it.
-pub fn release_patch(policy: &Policy, host: &Host) -> Value {
+pub fn release_patch(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> Value {
     let (image, online) = match &policy.deprovision_image {
         Some(img) => (image_value(img), true),
         None => (Value::Null, false),
@@ -429,7 +445,7 @@ pub fn release_patch(policy: &Policy, host: &Host) -> Value {
     if needs_cleaning(policy, host) {
         spec["automatedCleaningMode"] = json!("metadata");
     }
-    json!({ "metadata": { "resourceVersion": host.resource_version }, "spec": spec })
+    json!({ "metadata": spec_write_metadata(keys, host, now), "spec": spec })
 }
 
 /// The spec patch that stops Metal3 from deploying a failed reservation.
@@ -509,10 +525,10 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
         )
     };
     match phase {
+        // In both waiting phases: success first (a sidecar back from an outage finds work
+        // Metal3 finished meanwhile); a spec write restarts the phase's clock, so the timeout
+        // measures Metal3's time after it.
         Phase::Provisioning => {
-            if let Some(failed) = timed_out(policy.provision_timeout, "provisioned") {
-                return failed;
-            }
             let Some(holder) = &host.holder else {
                 return Step::Idle;
             };
@@ -521,9 +537,6 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 && spec.user_data.as_deref() == Some(host.secret_name().as_str())
                 && spec.online
                 && spec.consumer_ref.as_ref() == Some(&policy.consumer(host, holder));
-            if !spec_done {
-                return Step::Provision(provision_patch(policy, host, holder));
-            }
             let status = &host.status;
             // The operator reports the image it provisioned; when it does, it must be ours
             // (a host re-provisioned from another image still shows the old `provisioned`).
@@ -531,25 +544,29 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 .image_url
                 .as_deref()
                 .is_none_or(|u| u == policy.image.url);
-            if status.state == ProvisioningState::Provisioned && ours {
+            if spec_done && status.state == ProvisioningState::Provisioned && ours {
                 return Step::Transition(transition(keys, host, Phase::Provisioned, "", now));
             }
             // While BMO retries (error while provisioning, deprovisioning between attempts)
             // the reservation waits; it fails when BMO gives up: an `available` host with a
             // provisioning error after an attempt on our spec.
-            if operator_acted(host)
+            if spec_done
+                && operator_acted(host)
                 && status.state == ProvisioningState::Available
                 && status.has_error()
                 && status.error_type == PROVISIONING_ERROR
             {
                 return fail(format!("Metal3 gave up provisioning: {}", status.error()));
             }
+            if let Some(failed) = timed_out(policy.provision_timeout, "provisioned") {
+                return failed;
+            }
+            if !spec_done {
+                return Step::Provision(provision_patch(keys, policy, host, holder, now));
+            }
             wait(policy.provision_timeout)
         }
         Phase::Deprovisioning => {
-            if let Some(failed) = timed_out(policy.release_timeout, "released") {
-                return failed;
-            }
             let spec = &host.spec;
             let cleaning_done = !needs_cleaning(policy, host);
             let spec_done = cleaning_done
@@ -558,20 +575,26 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                     None => spec.image_url.is_none() && !spec.online,
                     Some(img) => spec.image_url.as_deref() == Some(img.url.as_str()) && spec.online,
                 };
-            if !spec_done {
-                return Step::Release(release_patch(policy, host));
-            }
             // No fail-fast on `operationalStatus: error` here: the error a failed provisioning
             // left behind stays on the host while Metal3 deprovisions it. The timeout decides.
             let status = &host.status;
-            let done = match &policy.deprovision_image {
-                None => status.state == ProvisioningState::Available && !status.powered_on,
-                Some(img) => {
-                    status.state == ProvisioningState::Provisioned
-                        && status.image_url.as_deref() == Some(img.url.as_str())
-                }
-            };
+            let done = spec_done
+                && match &policy.deprovision_image {
+                    None => status.state == ProvisioningState::Available && !status.powered_on,
+                    Some(img) => {
+                        status.state == ProvisioningState::Provisioned
+                            && status.image_url.as_deref() == Some(img.url.as_str())
+                    }
+                };
             if !done {
+                // Removing the user's image is always right, so the release write has no
+                // deadline of its own (a refusal fails the release); Metal3's part does.
+                if !spec_done {
+                    return Step::Release(release_patch(keys, policy, host, now));
+                }
+                if let Some(failed) = timed_out(policy.release_timeout, "released") {
+                    return failed;
+                }
                 return wait(policy.release_timeout);
             }
             let queued = host
@@ -652,8 +675,9 @@ pub struct ExistingSecret {
 /// What writing the userData Secret for the holder of a host snapshot does with an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretAction {
-    /// None exists: create it.
-    Create,
+    /// None exists: create it, after a fresh read of the host shows the snapshot is current
+    /// (a stale replica must not leave a released reservation's key behind).
+    CreateIfCurrent,
     /// It is the holder's and up to date.
     Keep,
     /// It is the holder's (same reservation) but differs: bring it up to date.
@@ -669,7 +693,7 @@ pub enum SecretAction {
 /// Decides [`SecretAction`] for the holder `event_id` of a snapshot.
 pub fn secret_action(event_id: &str, existing: Option<&ExistingSecret>) -> SecretAction {
     match existing {
-        None => SecretAction::Create,
+        None => SecretAction::CreateIfCurrent,
         Some(s) if !s.managed => SecretAction::Foreign,
         Some(s) if s.written_for.as_deref() == Some(event_id) => {
             if s.up_to_date {
@@ -1012,7 +1036,8 @@ mod tests {
         assert_eq!(
             patch,
             json!({
-                "metadata": {"resourceVersion": "10"},
+                "metadata": {"resourceVersion": "10",
+                             "annotations": {"reservations.polito.it/phase-since": "1970-01-01T00:00:10Z"}},
                 "spec": {
                     "image": {"url": "http://img/ubuntu.qcow2", "checksum": "http://img/ubuntu.qcow2.sha256",
                               "checksumType": "sha256", "format": "qcow2"},
@@ -1137,7 +1162,13 @@ mod tests {
             t.detail,
             "not provisioned within 100s (Metal3 state: provisioning)"
         );
-        let d = host().held(&holder("1", "u"), Phase::Deprovisioning);
+        let mut d = host().held(&holder("1", "u"), Phase::Deprovisioning);
+        // The release is written even late (removing the image is always right) ...
+        d.spec.image_url = Some(p.image.url.clone());
+        assert!(matches!(next_step(&k, &p, &d, at(100)), Step::Release(_)));
+        // ... and Metal3 then has its time; past it, the release fails.
+        d.spec.image_url = None;
+        d.status.state = S::Deprovisioning;
         let Step::Transition(t) = next_step(&k, &p, &d, at(100)) else {
             panic!()
         };
@@ -1146,6 +1177,33 @@ mod tests {
             "{}",
             t.detail
         );
+    }
+
+    #[test]
+    fn work_metal3_finished_during_an_outage_is_success_not_a_timeout() {
+        let (k, p) = (keys(), policy());
+        let mut h = provisioning(&holder("1", "u"));
+        h.status.state = S::Provisioned;
+        let Step::Transition(t) = next_step(&k, &p, &h, at(10_000)) else {
+            panic!()
+        };
+        assert_eq!(t.to, Phase::Provisioned);
+        // Released while the sidecar was away (or never provisioned at all).
+        let d = host().held(&holder("1", "u"), Phase::Deprovisioning);
+        assert!(matches!(
+            next_step(&k, &p, &d, at(10_000)),
+            Step::FinishRelease(_)
+        ));
+    }
+
+    #[test]
+    fn a_spec_write_restarts_the_phase_clock() {
+        let (k, p) = (keys(), policy());
+        let h = host().held(&holder("1", "u"), Phase::Provisioning);
+        let Step::Provision(patch) = next_step(&k, &p, &h, at(50)) else {
+            panic!()
+        };
+        assert_eq!(ann(&patch, "phase-since"), "1970-01-01T00:00:50Z");
     }
 
     #[test]
@@ -1159,7 +1217,8 @@ mod tests {
         };
         assert_eq!(
             patch,
-            json!({"metadata": {"resourceVersion": "10"},
+            json!({"metadata": {"resourceVersion": "10",
+                                "annotations": {"reservations.polito.it/phase-since": "1970-01-01T00:00:10Z"}},
                    "spec": {"image": null, "userData": null, "online": false,
                             "automatedCleaningMode": "metadata"}})
         );
@@ -1221,7 +1280,7 @@ mod tests {
             up_to_date,
         };
         use SecretAction::*;
-        assert_eq!(secret_action("101", None), Create);
+        assert_eq!(secret_action("101", None), CreateIfCurrent);
         assert_eq!(
             secret_action("101", Some(&s(true, Some("101"), true))),
             Keep
