@@ -30,18 +30,22 @@
 
 pub mod apiserver;
 pub mod bmh;
+pub mod bmo;
 pub mod error;
 pub mod manifest;
+pub mod metal3;
 pub mod operator;
 pub mod sink;
 
-pub use apiserver::{ApiServer, client_from_kubeconfig, repo_root, testbin_dir};
+pub use apiserver::{ApiServer, Crds, client_from_kubeconfig, repo_root, testbin_dir};
 pub use bmh::{
     available_status, bmh_api, bmh_resource, create_bmh, get_bmh, provisioning_state,
     set_bmh_status, wait_for_bmh, wait_for_state,
 };
+pub use bmo::{BmoBuild, BmoProcess, bmo_binary, bmo_build, bmo_source};
 pub use error::{Error, Result};
 pub use manifest::apply_documents;
+pub use metal3::{Operator, OperatorKind, metal3_server, operator_kinds};
 pub use operator::{StandInConfig, StandInOperator};
 pub use sink::{NotificationSink, Recorded};
 

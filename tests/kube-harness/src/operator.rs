@@ -50,6 +50,8 @@ use crate::bmh::{bmh_api, provisioning_state};
 pub const FAIL_ANNOTATION: &str = "standin.test/fail";
 /// Annotation: `"true"` stops the host from advancing.
 pub const STALL_ANNOTATION: &str = "standin.test/stall";
+/// BMO's default `--max-provisioning-retries`.
+pub const DEFAULT_MAX_PROVISIONING_RETRIES: u32 = 5;
 /// Default delay before each status step.
 pub const DEFAULT_STEP_DELAY: Duration = Duration::from_millis(200);
 
@@ -160,12 +162,17 @@ pub fn next_status(host: &Value) -> Option<Value> {
 pub struct StandInConfig {
     /// Delay before each status step (simulated work). Default 200 ms.
     pub step_delay: Duration,
+    /// Failed provisioning attempts of one image before giving up, like BMO's
+    /// `--max-provisioning-retries` (default 5; 0 = no limit). Passed to the real BMO by
+    /// [`crate::Operator`]; the stand-in does not retry yet.
+    pub max_provisioning_retries: u32,
 }
 
 impl Default for StandInConfig {
     fn default() -> Self {
         StandInConfig {
             step_delay: DEFAULT_STEP_DELAY,
+            max_provisioning_retries: DEFAULT_MAX_PROVISIONING_RETRIES,
         }
     }
 }
