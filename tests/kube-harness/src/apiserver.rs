@@ -1,9 +1,11 @@
-//! A real etcd + kube-apiserver on loopback, with the project's BMH CRD installed.
+//! A real etcd + kube-apiserver on loopback, with the project's BMH CRD installed (or, with
+//! [`Crds::Bmo`], every CRD of a baremetal-operator source tree).
 //!
 //! Start-up: find the binaries (`KUBE_TESTBIN`, else `tools/build-testbin.sh`), make a temp dir
 //! with a service-account signing key (`openssl genrsa`) and a static token file holding one
 //! admin token in group `system:masters`, start etcd, start kube-apiserver (RBAC on), wait for
-//! `/readyz`, then server-side apply `k8s/crd/` and wait until the CRD is Established and served.
+//! `/readyz`, then server-side apply the CRDs and wait until they are Established and BMHs are
+//! served.
 //!
 //! Clean-up: [`Drop`] kills both processes and removes the temp dir, also while a test unwinds
 //! from a panic. A small `sh` watchdog (one per server) covers the cases where `Drop` never runs
