@@ -5,7 +5,7 @@
 test:
 	tools/test.sh
 
-## Run the whole system locally: a local API server with simulated Metal3 unless KUBECONFIG is set.
+## Run the whole system locally (local API server + Metal3 operator); CLUSTER=1 uses your cluster.
 run:
 	tools/run.sh
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local run need, idempotently, and prints `export` lines
 # for the paths the tests read (eval "$(tools/bootstrap.sh)"). Slow only the first time on a
-# machine: kube-apiserver/etcd and wasm-bindgen-cli are cached outside the repository by version.
+# machine: kube-apiserver/etcd, the baremetal-operator and wasm-bindgen-cli are cached outside the
+# repository by version. BMO_BIN/BMO_SRC are printed empty when no baremetal-operator source can
+# be had (its tier is then skipped, loudly); under CI=true that fails instead.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -31,8 +33,13 @@ kube_testbin=$(tools/build-testbin.sh)
 envoy_bin=$(tools/envoy-venv.sh)
 wasm_bindgen_dir=$(tools/install-wasm-bindgen.sh)
 kustomize_bin=$(tools/build-kustomize.sh)
+bmo=$(tools/build-bmo.sh)
+bmo_src=$(sed -n 's/^BMO_SRC=//p' <<<"$bmo")
+bmo_bin=$(sed -n 's/^BMO_BIN=//p' <<<"$bmo")
 
 echo "export KUBE_TESTBIN='$kube_testbin'"
 echo "export ENVOY_BIN='$envoy_bin'"
 echo "export WASM_BINDGEN_DIR='$wasm_bindgen_dir'"
 echo "export KUSTOMIZE_BIN='$kustomize_bin'"
+echo "export BMO_SRC='$bmo_src'"
+echo "export BMO_BIN='$bmo_bin'"

@@ -164,6 +164,7 @@ impl Stack {
                     &namespace,
                     StandInConfig {
                         step_delay: opts.operator_step_delay,
+                        ..StandInConfig::default()
                     },
                 );
                 (namespace, Some(admin), Some(operator), Some(kubeconfig))

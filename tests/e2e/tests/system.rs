@@ -280,9 +280,11 @@ async fn a_repeated_delivery_through_envoy_changes_nothing() {
         .wait_for(1, WAIT)
         .await
         .unwrap();
-    // Settled: the delivery of the notification is recorded on the host.
+    // Settled: the delivery of the notification is recorded on the host, and Metal3 has
+    // powered it on (a status save of its own, after `provisioned`, as BMO does).
     let before = wait_for_bmh(&admin, &ns, "lab-server-a1", WAIT, |b| {
         b["metadata"]["annotations"]["reservations.polito.it/notified"] == "provisioned"
+            && b["status"]["poweredOn"] == true
     })
     .await
     .unwrap();

@@ -1,9 +1,11 @@
-//! A real etcd + kube-apiserver on loopback, with the project's BMH CRD installed.
+//! A real etcd + kube-apiserver on loopback, with the project's BMH CRD installed (or, with
+//! [`Crds::Bmo`], every CRD of a baremetal-operator source tree).
 //!
 //! Start-up: find the binaries (`KUBE_TESTBIN`, else `tools/build-testbin.sh`), make a temp dir
 //! with a service-account signing key (`openssl genrsa`) and a static token file holding one
 //! admin token in group `system:masters`, start etcd, start kube-apiserver (RBAC on), wait for
-//! `/readyz`, then server-side apply `k8s/crd/` and wait until the CRD is Established and served.
+//! `/readyz`, then server-side apply the CRDs and wait until they are Established and BMHs are
+//! served.
 //!
 //! Clean-up: [`Drop`] kills both processes and removes the temp dir, also while a test unwinds
 //! from a panic. A small `sh` watchdog (one per server) covers the cases where `Drop` never runs
@@ -37,6 +39,46 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// Name of the project's BMH CRD (file `k8s/crd/<name>.yaml`).
 pub const BMH_CRD_NAME: &str = "baremetalhosts.metal3.io";
+
+/// Which CustomResourceDefinitions a server is started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Crds {
+    /// The project's own BareMetalHost CRD, `k8s/crd/baremetalhosts.metal3.io.yaml`.
+    Project,
+    /// Every CRD of a baremetal-operator source tree (`<src>/config/base/crds/bases/*.yaml`,
+    /// read at start-up, never copied): what the real operator needs to run.
+    Bmo(PathBuf),
+}
+
+impl Crds {
+    /// The manifest files to apply, in a stable order.
+    pub fn files(&self) -> Result<Vec<PathBuf>> {
+        match self {
+            Crds::Project => Ok(vec![
+                repo_root().join(format!("k8s/crd/{BMH_CRD_NAME}.yaml")),
+            ]),
+            Crds::Bmo(src) => {
+                let dir = src.join(BMO_CRD_DIR);
+                let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+                    .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                    .collect();
+                files.sort();
+                if files.is_empty() {
+                    return Err(Error::Manifest(format!(
+                        "no CRD files in {}",
+                        dir.display()
+                    )));
+                }
+                Ok(files)
+            }
+        }
+    }
+}
+
+/// Where a baremetal-operator source tree keeps its CRDs.
+pub const BMO_CRD_DIR: &str = "config/base/crds/bases";
 
 /// Repository root, resolved from this crate's location at compile time (tests run with the
 /// crate directory as working directory, manifests live at the root).
@@ -111,7 +153,7 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
 
 /// 32 hex characters from the standard library's randomly seeded hasher (no extra crate for a
 /// test token).
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     use std::collections::hash_map::RandomState;
     use std::hash::BuildHasher;
     let a = RandomState::new().hash_one(std::process::id());
@@ -119,13 +161,18 @@ fn random_hex() -> String {
     format!("{a:016x}{b:016x}")
 }
 
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-fn spawn_logged(bin: &Path, args: &[OsString], log: &Path, env: &[(&str, &str)]) -> Result<Child> {
+pub(crate) fn spawn_logged(
+    bin: &Path,
+    args: &[OsString],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Result<Child> {
     let out =
         fs::File::create(log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
     let err = out
@@ -140,7 +187,7 @@ fn spawn_logged(bin: &Path, args: &[OsString], log: &Path, env: &[(&str, &str)])
         .map_err(|e| Error::io(format!("starting {}", bin.display()), e))
 }
 
-fn check_alive(child: &mut Child, name: &'static str, log: &Path) -> Result<()> {
+pub(crate) fn check_alive(child: &mut Child, name: &'static str, log: &Path) -> Result<()> {
     match child.try_wait() {
         Ok(None) => Ok(()),
         Ok(Some(status)) => Err(Error::ProcessExited {
@@ -153,10 +200,35 @@ fn check_alive(child: &mut Child, name: &'static str, log: &Path) -> Result<()> 
     }
 }
 
-fn kill_and_reap(child: &mut Child) {
+pub(crate) fn kill_and_reap(child: &mut Child) {
     // Already-exited children make kill() fail; wait() still reaps them.
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Starts the `sh` watchdog of a set of processes (see the module docs): once a second it checks
+/// whether this test process is alive; when it is gone, it SIGKILLs every pid listed in
+/// `pids_file` (space-separated, rewritten by the owner whenever its processes change) and
+/// removes `dir`. The owner kills the watchdog itself in its `Drop`.
+pub(crate) fn spawn_watchdog(pids_file: &Path, dir: &Path) -> Result<Child> {
+    let script = r#"
+parent=$1; pids=$2; dir=$3
+while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+for p in $(cat "$pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+rm -rf "$dir"
+"#;
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("kube-harness-watchdog")
+        .arg(std::process::id().to_string())
+        .arg(pids_file)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::io("starting the watchdog (sh)", e))
 }
 
 /// A running etcd + kube-apiserver pair. See the module docs for lifecycle and clean-up.
@@ -175,6 +247,7 @@ pub struct ApiServer {
     ca_cert: PathBuf,
     admin_kubeconfig: PathBuf,
     admin_token: String,
+    crds: Crds,
     // Last field: removed after the processes are gone.
     dir: tempfile::TempDir,
 }
@@ -191,9 +264,16 @@ impl ApiServer {
         SHARED.get_or_try_init(ApiServer::start).await
     }
 
-    /// Starts a private etcd + kube-apiserver and installs the BMH CRD. Fails loudly (never
-    /// skips) when the binaries are missing or the server does not come up in time.
+    /// Starts a private etcd + kube-apiserver and installs the project's BMH CRD. Fails loudly
+    /// (never skips) when the binaries are missing or the server does not come up in time.
     pub async fn start() -> Result<ApiServer> {
+        ApiServer::start_with(Crds::Project).await
+    }
+
+    /// Like [`ApiServer::start`], with the CRDs of `crds` installed instead: the project's BMH
+    /// CRD, or every CRD of a baremetal-operator source tree (what the real operator needs).
+    pub async fn start_with(crds: Crds) -> Result<ApiServer> {
+        let crd_files = crds.files()?;
         let bin_dir = testbin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("kube-harness-")
@@ -277,6 +357,7 @@ impl ApiServer {
             ca_cert: cert_dir.join("apiserver.crt"),
             admin_kubeconfig: d.join("admin.kubeconfig"),
             admin_token,
+            crds,
             dir,
         };
         server.start_watchdog()?;
@@ -286,7 +367,7 @@ impl ApiServer {
         fs::write(&server.admin_kubeconfig, kubeconfig)
             .map_err(|e| Error::io("writing the admin kubeconfig", e))?;
         server.wait_ready().await?;
-        server.install_crd().await?;
+        server.install_crds(&crd_files).await?;
         Ok(server)
     }
 
@@ -440,25 +521,10 @@ impl ApiServer {
 
     fn start_watchdog(&mut self) -> Result<()> {
         self.write_pids();
-        let script = r#"
-parent=$1; pids=$2; dir=$3
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-for p in $(cat "$pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-rm -rf "$dir"
-"#;
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("kube-harness-watchdog")
-            .arg(std::process::id().to_string())
-            .arg(self.dir.path().join("pids"))
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| Error::io("starting the watchdog (sh)", e))?;
-        self.watchdog = Some(child);
+        self.watchdog = Some(spawn_watchdog(
+            &self.dir.path().join("pids"),
+            self.dir.path(),
+        )?);
         Ok(())
     }
 
@@ -514,22 +580,34 @@ rm -rf "$dir"
         }
     }
 
-    async fn install_crd(&self) -> Result<()> {
-        let path = repo_root().join(format!("k8s/crd/{BMH_CRD_NAME}.yaml"));
-        self.apply_file(&path, "default", false).await?;
+    /// Server-side applies every CRD file, then waits (bounded) until each CRD is Established
+    /// and BareMetalHosts can be listed.
+    async fn install_crds(&self, files: &[PathBuf]) -> Result<()> {
+        let mut names = Vec::new();
+        for path in files {
+            for crd in self.apply_file(path, "default", false).await? {
+                names.extend(crd.metadata.name);
+            }
+        }
         let client = self.client().await?;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         let start = Instant::now();
         loop {
-            let crd = crds.get(BMH_CRD_NAME).await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
+            let mut pending = Vec::new();
+            for name in &names {
+                let crd = crds.get(name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if !established {
+                    pending.push(name.as_str());
+                }
+            }
             // Established can precede discovery by a moment; listing proves it is served.
-            if established
+            if pending.is_empty()
                 && crate::bmh::bmh_api(&client, "default")
                     .list(&ListParams::default().limit(1))
                     .await
@@ -539,12 +617,17 @@ rm -rf "$dir"
             }
             if start.elapsed() > CRD_TIMEOUT {
                 return Err(Error::Timeout {
-                    what: format!("CRD {BMH_CRD_NAME} to be Established and served"),
+                    what: format!("CRDs {pending:?} to be Established and BMHs served"),
                     after: CRD_TIMEOUT,
                 });
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Which CRDs this server was started with.
+    pub fn crds(&self) -> &Crds {
+        &self.crds
     }
 
     fn kubeconfig_json(&self, token: &str, namespace: &str) -> String {

@@ -32,10 +32,11 @@ pub fn bmh_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &bmh_resource())
 }
 
-/// The status of a host that finished registration and inspection and waits for an image.
+/// The status of a host that finished registration and inspection and waits for an image
+/// (nothing deployed: BMO writes `provisioning.image` as `{"url": ""}`).
 pub fn available_status() -> Value {
     json!({
-        "provisioning": {"ID": "", "state": "available"},
+        "provisioning": {"ID": "", "state": "available", "image": {"url": ""}},
         "operationalStatus": "OK",
         "errorMessage": "",
         "errorCount": 0,
@@ -48,9 +49,11 @@ fn to_value(obj: DynamicObject) -> Result<Value> {
     Ok(serde_json::to_value(obj)?)
 }
 
-/// Creates a BareMetalHost `name` (spec.online false, a BMC block, a boot MAC) with `labels`,
-/// then sets its status through the status subresource to `available` / `OK`, as the operator
-/// would after inspection. Returns the host as stored.
+/// Creates a BareMetalHost `name` (spec.online false, a BMC block, a boot MAC) with `labels`
+/// and its BMC credentials Secret `<name>-bmc-secret`, then sets its status through the status
+/// subresource to `available` / `OK`, as the operator would after inspection. Returns the host
+/// as stored. (To have a real or stand-in operator register a host from scratch, as a user
+/// would, use [`crate::Operator::add_host`].)
 pub async fn create_bmh(
     client: &Client,
     namespace: &str,
@@ -70,10 +73,11 @@ pub async fn create_bmh(
             "bootMACAddress": "52:54:00:00:00:01",
             "bmc": {
                 "address": format!("redfish+http://192.0.2.1:8000/redfish/v1/Systems/{name}"),
-                "credentialsName": format!("{name}-bmc-secret"),
+                "credentialsName": crate::bmo::bmc_secret_name(name),
             },
         },
     }))?;
+    crate::bmo::ensure_bmc_secret(client, namespace, &crate::bmo::bmc_secret_name(name)).await?;
     let api = bmh_api(client, namespace);
     api.create(&PostParams::default(), &obj).await?;
     set_bmh_status(client, namespace, name, available_status()).await

@@ -16,6 +16,10 @@ pub enum Error {
     #[error("kube-apiserver/etcd test binaries are missing: {0}")]
     MissingTestbin(String),
 
+    /// The real baremetal-operator is needed (CI, or `BMO_BIN`/`BMO_SRC` set) but not usable.
+    #[error("baremetal-operator is not available: {0}")]
+    MissingBmo(String),
+
     /// A file or process operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -29,7 +33,7 @@ pub enum Error {
     /// A started process exited although it should be serving.
     #[error("{name} exited early ({status}); log {log:?} ends with:\n{tail}")]
     ProcessExited {
-        /// `etcd` or `kube-apiserver`.
+        /// `etcd`, `kube-apiserver` or `baremetal-operator`.
         name: &'static str,
         /// Its exit status.
         status: String,

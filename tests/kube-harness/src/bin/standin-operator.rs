@@ -76,6 +76,7 @@ async fn main() -> ExitCode {
         &args.namespace,
         StandInConfig {
             step_delay: args.step_delay,
+            ..StandInConfig::default()
         },
     );
     kube_harness::shutdown_signal().await;
