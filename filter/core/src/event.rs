@@ -17,7 +17,9 @@
 //!   characters only. A truncated key such as `ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAACAQC...` fails
 //!   with 422 at `$.sshPublicKey`;
 //! - every string is bounded and free of control characters (descriptions may hold line breaks
-//!   and tabs).
+//!   and tabs);
+//! - `resourceId` is not negative (it becomes a Kubernetes label value, which must start with
+//!   an alphanumeric character).
 
 use std::borrow::Cow;
 
@@ -220,6 +222,9 @@ pub enum Reason {
     /// The comment after the key holds characters that could escape into cloud-config.
     #[error("SSH key comment holds characters outside [A-Za-z0-9 @._+=:,/-]")]
     BadSshKeyComment,
+    /// A negative number where only non-negative ones are valid (`resourceId`).
+    #[error("must not be negative")]
+    Negative,
     /// `timestamp` is older than the replay window.
     #[error("event is older than the replay window")]
     Stale,
@@ -477,6 +482,9 @@ fn check(e: &EventView<'_>) -> Result<(), ValidationError> {
         let end = rfc3339(&r.event_end).map_err(at("eventEnd"))?;
         if end <= start {
             return Err(at("eventEnd")(Reason::EndNotAfterStart));
+        }
+        if r.resource_id < 0 {
+            return Err(at("resourceId")(Reason::Negative));
         }
         line(&r.resource_name, MAX_SHORT).map_err(at("resourceName"))?;
         line(&r.resource_type, MAX_SHORT).map_err(at("resourceType"))?;

@@ -412,3 +412,12 @@ fn check_body_applies_the_same_rules_and_the_replay_window() {
         ("$.timestamp", Reason::Stale)
     );
 }
+
+#[test]
+fn a_negative_resource_id_is_refused() {
+    // It would become the label selector `...resource-id=-1`, which the API server refuses.
+    let e = refused(&edited(|v| v["events"][1]["resourceId"] = json!(-1)));
+    assert_eq!(e.path, "$.events[1].resourceId");
+    assert!(event::validate(&edited(|v| v["events"][1]["resourceId"] = json!(0))).is_ok());
+    assert!(event::validate(&edited(|v| v["events"][1]["resourceId"] = json!(i64::MAX))).is_ok());
+}
