@@ -17,16 +17,29 @@ mod native {
         "secrets":[{"env":"OLD"},{"env":"NEW"}],"replay_window_seconds":0}]}"#;
 
     pub fn bench(c: &mut Criterion) {
-        let env = |k: &str| Some(format!("secret-{k}"));
+        // 32-byte secrets: configuration refuses shorter ones.
+        let env = |k: &str| Some(format!("secret-{k}-0123456789abcdef0123456"));
         let Ok(cfg) = CompiledConfig::from_json(CONFIG.as_bytes(), env) else {
             return;
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
         // OLD is the first secret (the common case: one HMAC); NEW the second (rotation: two).
         for (name, body, secret) in [
-            ("decide 2KB ed25519, 1st secret", BODY, &b"secret-OLD"[..]),
-            ("decide 2KB ed25519, 2nd secret", BODY, b"secret-NEW"),
-            ("decide 2.6KB rsa4096, 1st secret", BODY_RSA, b"secret-OLD"),
+            (
+                "decide 2KB ed25519, 1st secret",
+                BODY,
+                &b"secret-OLD-0123456789abcdef0123456"[..],
+            ),
+            (
+                "decide 2KB ed25519, 2nd secret",
+                BODY,
+                b"secret-NEW-0123456789abcdef0123456",
+            ),
+            (
+                "decide 2.6KB rsa4096, 1st secret",
+                BODY_RSA,
+                b"secret-OLD-0123456789abcdef0123456",
+            ),
         ] {
             let sig = signature::signature_header_value(secret, body);
             c.bench_function(name, |b| {
@@ -97,7 +110,7 @@ mod native {
         ] {
             let json = format!(
                 r#"{{"webhooks":[{{"name":"s","path":"/s","scheme":{scheme},"schema":"json",
-                    "secrets":[{{"env":"S"}}]}}]}}"#
+                    "min_secret_bytes":1,"secrets":[{{"env":"S"}}]}}]}}"#
             );
             let Ok(cfg) = CompiledConfig::from_json(json.as_bytes(), |_| Some(secret.to_owned()))
             else {

@@ -4,7 +4,8 @@
 //! [`CompiledConfig::from_json`] reads the secrets from the proxy's environment through the
 //! `env` lookup it is given (the adapter passes `std::env::var`), keys the HMACs, and refuses
 //! anything inconsistent: unknown fields, duplicate names or paths, a required secret that is
-//! unset, or no usable secret without `allow_unsigned`. Every field and default is documented
+//! unset, a secret shorter than `min_secret_bytes`, or no usable secret without
+//! `allow_unsigned`. Every field and default is documented
 //! in `docs/filter.md`.
 
 use serde::Deserialize;
@@ -23,6 +24,11 @@ pub const MAX_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_REPLAY_WINDOW_SECONDS: u64 = 3600;
 /// Default tolerance for a sender clock ahead of the proxy clock.
 pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: u64 = 300;
+/// Default shortest secret, in bytes of HMAC key: 256 bits, the size of the HMAC-SHA256 tag.
+pub const DEFAULT_MIN_SECRET_BYTES: usize = 32;
+/// Default shortest secret for `standard_webhooks`, whose specification issues keys of 24 to 64
+/// bytes (Svix's are 24): measured after base64 decoding.
+pub const DEFAULT_MIN_SECRET_BYTES_STANDARD_WEBHOOKS: usize = 24;
 
 /// Header set upstream on every forwarded guarded request: `true`, or `unsigned` in unsigned
 /// mode. Inbound copies are always removed.
@@ -92,6 +98,10 @@ pub struct WebhookConfig {
     /// Active secrets, tried in order; several at once during a rotation.
     #[serde(default)]
     pub secrets: Vec<SecretSource>,
+    /// Shortest secret accepted, in bytes of HMAC key. Default 32 (24 for
+    /// `standard_webhooks`); a shorter secret, optional or not, refuses the configuration.
+    #[serde(default)]
+    pub min_secret_bytes: Option<usize>,
     /// Development switch: forward without checking any signature.
     #[serde(default)]
     pub allow_unsigned: bool,
@@ -452,6 +462,8 @@ pub struct Webhook {
     pub max_body_bytes: u64,
     /// Body schema.
     pub schema: Schema,
+    /// Shortest accepted secret, in bytes of HMAC key.
+    pub min_secret_bytes: usize,
     /// Replay window in seconds (0 = off).
     pub replay_window_seconds: u64,
     /// Future tolerance in seconds.
@@ -567,6 +579,20 @@ impl CompiledConfig {
                     )));
                 }
             }
+            let min_secret_bytes = w.min_secret_bytes.unwrap_or(match scheme {
+                Scheme::StandardWebhooks { .. } => DEFAULT_MIN_SECRET_BYTES_STANDARD_WEBHOOKS,
+                _ => DEFAULT_MIN_SECRET_BYTES,
+            });
+            if min_secret_bytes == 0 {
+                return Err(invalid(format!("{at}.min_secret_bytes must be at least 1")));
+            }
+            if min_secret_bytes < DEFAULT_MIN_SECRET_BYTES && w.min_secret_bytes.is_some() {
+                warnings.push(format!(
+                    "webhook {}: min_secret_bytes {min_secret_bytes} is below the recommended \
+                     {DEFAULT_MIN_SECRET_BYTES}",
+                    w.name
+                ));
+            }
             let json_schema = match &w.schema {
                 Schema::JsonSchema(s) => Some(compile_json_schema(s, &at)?),
                 _ => None,
@@ -584,6 +610,16 @@ impl CompiledConfig {
                         let key = scheme.key_bytes(&value).map_err(|why| {
                             invalid(format!("{at}.secrets[{j}]: variable {} {why}", s.env))
                         })?;
+                        // Optional or not: a secret that is set but weak is a mistake to
+                        // fix, never one to skip. The message names no length.
+                        if key.len() < min_secret_bytes {
+                            return Err(invalid(format!(
+                                "{at}.secrets[{j}]: variable {} is shorter than \
+                                 min_secret_bytes ({min_secret_bytes} bytes); generate one \
+                                 with `openssl rand -hex 32`",
+                                s.env
+                            )));
+                        }
                         secrets.push(SecretKey::new(id, &key));
                     }
                     None if s.optional => warnings.push(format!(
@@ -621,6 +657,7 @@ impl CompiledConfig {
                 allow_unsigned: w.allow_unsigned,
                 max_body_bytes: w.max_body_bytes,
                 schema: w.schema,
+                min_secret_bytes,
                 replay_window_seconds: w.replay_window_seconds,
                 max_clock_skew_seconds: w.max_clock_skew_seconds,
                 json_schema,

@@ -8,10 +8,16 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use webhook_core::Error;
 use webhook_core::config::{CompiledConfig, Schema, Scheme, Unmatched};
 
+/// 32 bytes, the default minimum.
+const LONG: &str = "0123456789abcdef0123456789abcdef";
+
 fn env(k: &str) -> Option<String> {
     match k {
-        "WEBHOOK_SECRET" => Some("s3cret".into()),
+        "WEBHOOK_SECRET" => Some(LONG.into()),
+        "SHORT" => Some("s".repeat(31)),
         "EMPTY" => Some(String::new()),
+        // 24 bytes once base64-decoded, as Svix issues them.
+        "SVIX" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
         _ => None,
     }
 }
@@ -119,7 +125,9 @@ fn error_messages_never_contain_the_secret() {
     let msg = refused(
         r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"},{"env":"MISSING"}]}]}"#,
     );
-    assert!(!msg.contains("s3cret"));
+    assert!(!msg.contains(LONG));
+    let msg = refused(r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"SHORT"}]}]}"#);
+    assert!(!msg.contains(&"s".repeat(31)), "{msg}");
 }
 
 #[test]
@@ -158,4 +166,62 @@ fn inconsistent_configs_are_refused() {
         let msg = refused(&json);
         assert!(msg.contains(needle), "{json}: {msg}");
     }
+}
+
+#[test]
+fn secrets_shorter_than_32_bytes_are_refused_even_optional_ones() {
+    let msg = refused(r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"SHORT"}]}]}"#);
+    assert!(
+        msg.contains("webhooks[0].secrets[0]")
+            && msg.contains("SHORT")
+            && msg.contains("min_secret_bytes"),
+        "{msg}"
+    );
+    // An optional secret that is set but too short is a mistake too, not something to skip.
+    let msg = refused(
+        r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"},{"env":"SHORT","optional":true}]}]}"#,
+    );
+    assert!(msg.contains("webhooks[0].secrets[1]"), "{msg}");
+    // 32 bytes pass.
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#,
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.webhooks[0].min_secret_bytes, 32);
+}
+
+#[test]
+fn the_secret_minimum_is_configurable_per_webhook() {
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/w","min_secret_bytes":31,"secrets":[{"env":"SHORT"}]}]}"#,
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.webhooks[0].secrets.len(), 1);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("min_secret_bytes")),
+        "a lowered minimum is worth a warning: {:?}",
+        c.warnings
+    );
+    let msg = refused(
+        r#"{"webhooks":[{"name":"r","path":"/w","min_secret_bytes":33,"secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#,
+    );
+    assert!(msg.contains("min_secret_bytes"), "{msg}");
+    let msg = refused(
+        r#"{"webhooks":[{"name":"r","path":"/w","min_secret_bytes":0,"secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#,
+    );
+    assert!(msg.contains("min_secret_bytes"), "{msg}");
+    // Standard Webhooks keys are measured decoded; the spec's (and Svix's) 24 bytes pass by
+    // default, fewer do not.
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"s","path":"/s","scheme":{"type":"standard_webhooks"},"schema":"json","secrets":[{"env":"SVIX"}]}]}"#,
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.webhooks[0].min_secret_bytes, 24);
+    let msg = refused(
+        r#"{"webhooks":[{"name":"s","path":"/s","scheme":{"type":"standard_webhooks"},"schema":"json","min_secret_bytes":25,"secrets":[{"env":"SVIX"}]}]}"#,
+    );
+    assert!(msg.contains("min_secret_bytes"), "{msg}");
 }

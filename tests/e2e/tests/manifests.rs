@@ -263,7 +263,7 @@ fn istio_plugin_config_is_the_envoy_plugin_config() {
     let envoy: Value = serde_json::from_str(envoy_harness::config::DEFAULT_PLUGIN_CONFIG).unwrap();
     assert_eq!(istio, &envoy);
 
-    let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| "s3cret".to_string());
+    let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| "0123456789abcdef".repeat(2));
     webhook_core::config::CompiledConfig::from_json(istio.to_string().as_bytes(), env)
         .unwrap_or_else(|e| panic!("the filter refuses the Istio pluginConfig: {e}"));
 }

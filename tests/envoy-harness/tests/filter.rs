@@ -356,6 +356,21 @@ fn configuration_errors_stop_envoy_from_starting() {
             vec![("WEBHOOK_SECRET", NEW)],
             "unknown field `max_body`",
         ),
+        // A guessable secret (the old example Secret's value is 32 bytes; this one is 31).
+        (
+            plugin_config(|_| {}),
+            vec![("WEBHOOK_SECRET", "change-me-to-a-long-random-valu")],
+            "shorter than min_secret_bytes (32 bytes)",
+        ),
+        // ... also as the optional previous secret: set but weak is a mistake, not a skip.
+        (
+            plugin_config(|_| {}),
+            vec![
+                ("WEBHOOK_SECRET", NEW),
+                ("WEBHOOK_SECRET_PREVIOUS", "prev-short-secret"),
+            ],
+            "secrets[1]: variable WEBHOOK_SECRET_PREVIOUS is shorter than min_secret_bytes",
+        ),
     ] {
         let cfg = envoy_harness::EnvoyConfig::for_test(
             envoy_harness::free_port().unwrap(),
@@ -368,7 +383,9 @@ fn configuration_errors_stop_envoy_from_starting() {
             Ok(e) => panic!("Envoy started with a bad configuration:\n{}", e.log_tail()),
             Err(envoy_harness::Error::NotReady(log)) => {
                 assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
-                assert!(!log.contains(NEW), "secret leaked into the log");
+                for (_, secret) in &env {
+                    assert!(!log.contains(secret), "secret leaked into the log");
+                }
             }
             Err(e) => panic!("unexpected error: {e}"),
         }

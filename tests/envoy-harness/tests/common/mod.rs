@@ -9,8 +9,9 @@ use envoy_harness::{Envoy, EnvoyConfig, RecordingUpstream, filter_wasm, free_por
 use serde_json::{Value, json};
 use webhook_core::signature::signature_header_value;
 
-pub const NEW: &str = "new-secret-0123456789";
-pub const OLD: &str = "old-secret-9876543210";
+/// The current and previous secrets: 32 bytes or more, as the filter requires by default.
+pub const NEW: &str = "new-secret-0123456789abcdef0123456789";
+pub const OLD: &str = "old-secret-9876543210fedcba9876543210";
 
 /// The EVENT_START fixture of the core crate (real ed25519 key, ~2 KB).
 pub const START: &[u8] = include_bytes!("../../../../filter/core/tests/fixtures/event-start.json");
