@@ -4,8 +4,8 @@
 //! [`CompiledConfig::from_json`] reads the secrets from the proxy's environment through the
 //! `env` lookup it is given (the adapter passes `std::env::var`), keys the HMACs, and refuses
 //! anything inconsistent: unknown fields, duplicate names or paths, a required secret that is
-//! unset, a secret shorter than `min_secret_bytes`, or no usable secret without
-//! `allow_unsigned`. Every field and default is documented
+//! unset, a secret shorter than `min_secret_bytes`, replay fields on a schema without a body
+//! timestamp, or no usable secret without `allow_unsigned`. Every field and default is documented
 //! in `docs/filter.md`.
 
 use serde::Deserialize;
@@ -18,11 +18,12 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Highest cap accepted: Envoy's default per-connection buffer limit (1 MiB); above it Envoy
 /// answers 413 itself before the filter decides.
 pub const MAX_MAX_BODY_BYTES: u64 = 1024 * 1024;
-/// Default replay window (see `docs/filter.md`: covers a sender that retries for up to an hour
-/// after a 503 with `Retry-After`, while an EVENT_START captured today cannot be replayed
-/// tomorrow).
-pub const DEFAULT_REPLAY_WINDOW_SECONDS: u64 = 3600;
-/// Default tolerance for a sender clock ahead of the proxy clock.
+/// Default replay window: off. A START is bounded by its reservation's last `eventEnd`
+/// instead, and an END is honoured at any age (`docs/filter.md`, "Replays"); a window would
+/// refuse a START retried after an outage longer than it.
+pub const DEFAULT_REPLAY_WINDOW_SECONDS: u64 = 0;
+/// Default tolerance for a sender clock ahead of the proxy clock (and for an `eventEnd` that
+/// has just passed).
 pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: u64 = 300;
 /// Default shortest secret, in bytes of HMAC key: 256 bits, the size of the HMAC-SHA256 tag.
 pub const DEFAULT_MIN_SECRET_BYTES: usize = 32;
@@ -111,12 +112,14 @@ pub struct WebhookConfig {
     /// Body schema to validate.
     #[serde(default)]
     pub schema: Schema,
-    /// Maximum age of the body `timestamp`; 0 turns the replay check off.
-    #[serde(default = "default_replay")]
-    pub replay_window_seconds: u64,
-    /// How far in the future the body `timestamp` may be.
-    #[serde(default = "default_skew")]
-    pub max_clock_skew_seconds: u64,
+    /// Maximum age of an `EVENT_START`'s body `timestamp`; 0 (the default) turns it off.
+    /// Only with `schema: "reservation_event"`.
+    #[serde(default)]
+    pub replay_window_seconds: Option<u64>,
+    /// How far in the future the body `timestamp` may be, and how long after its last
+    /// `eventEnd` an `EVENT_START` is still accepted. Only with `schema: "reservation_event"`.
+    #[serde(default)]
+    pub max_clock_skew_seconds: Option<u64>,
     /// Remember delivery ids and answer a repeated one (needs a scheme with a delivery id).
     #[serde(default)]
     pub replay_cache: Option<ReplayCacheConfig>,
@@ -155,12 +158,6 @@ fn default_methods() -> Vec<String> {
 }
 fn default_max_body() -> u64 {
     DEFAULT_MAX_BODY_BYTES
-}
-fn default_replay() -> u64 {
-    DEFAULT_REPLAY_WINDOW_SECONDS
-}
-fn default_skew() -> u64 {
-    DEFAULT_MAX_CLOCK_SKEW_SECONDS
 }
 
 /// Signature scheme, tagged by `type`, one variant per sender (see [`crate::scheme`]).
@@ -272,7 +269,8 @@ pub struct SecretSource {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schema {
-    /// [`crate::event::ReservationEvent`], with replay window on its `timestamp`.
+    /// [`crate::event::ReservationEvent`], with the replay rule on its `timestamp` and
+    /// `eventEnd`s.
     #[default]
     ReservationEvent,
     /// Any JSON document (syntax only; no replay check).
@@ -464,9 +462,9 @@ pub struct Webhook {
     pub schema: Schema,
     /// Shortest accepted secret, in bytes of HMAC key.
     pub min_secret_bytes: usize,
-    /// Replay window in seconds (0 = off).
+    /// Replay window of a START's timestamp in seconds (0 = off).
     pub replay_window_seconds: u64,
-    /// Future tolerance in seconds.
+    /// Clock skew tolerance in seconds (future timestamps, just-passed `eventEnd`s).
     pub max_clock_skew_seconds: u64,
     /// Compiled validator when `schema` is `json_schema`.
     pub json_schema: Option<JsonSchemaValidator>,
@@ -579,6 +577,19 @@ impl CompiledConfig {
                     )));
                 }
             }
+            if w.schema != Schema::ReservationEvent {
+                for (field, set) in [
+                    ("replay_window_seconds", w.replay_window_seconds.is_some()),
+                    ("max_clock_skew_seconds", w.max_clock_skew_seconds.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(format!(
+                            "{at}.{field} applies only to schema reservation_event (its body \
+                             timestamp); remove it"
+                        )));
+                    }
+                }
+            }
             let min_secret_bytes = w.min_secret_bytes.unwrap_or(match scheme {
                 Scheme::StandardWebhooks { .. } => DEFAULT_MIN_SECRET_BYTES_STANDARD_WEBHOOKS,
                 _ => DEFAULT_MIN_SECRET_BYTES,
@@ -658,8 +669,12 @@ impl CompiledConfig {
                 max_body_bytes: w.max_body_bytes,
                 schema: w.schema,
                 min_secret_bytes,
-                replay_window_seconds: w.replay_window_seconds,
-                max_clock_skew_seconds: w.max_clock_skew_seconds,
+                replay_window_seconds: w
+                    .replay_window_seconds
+                    .unwrap_or(DEFAULT_REPLAY_WINDOW_SECONDS),
+                max_clock_skew_seconds: w
+                    .max_clock_skew_seconds
+                    .unwrap_or(DEFAULT_MAX_CLOCK_SKEW_SECONDS),
                 json_schema,
                 replay_cache: w.replay_cache,
                 metric_name,

@@ -49,7 +49,7 @@ fn minimal_config_gets_documented_defaults() {
         }
     );
     assert_eq!(w.max_body_bytes, 65536);
-    assert_eq!(w.replay_window_seconds, 3600);
+    assert_eq!(w.replay_window_seconds, 0, "replay window off by default");
     assert_eq!(w.max_clock_skew_seconds, 300);
     assert_eq!(w.schema, Schema::ReservationEvent);
     assert_eq!(w.secrets.len(), 1);
@@ -63,7 +63,7 @@ fn full_config_is_honoured() {
         br#"{"webhooks":[{"name":"r","path":"/hook","methods":["post","PUT"],
             "scheme":{"type":"hmac_sha256_hex","header":"X-Sig","prefix":""},
             "secrets":[{"env":"WEBHOOK_SECRET","id":"2025-06"},{"env":"WEBHOOK_SECRET_PREVIOUS","optional":true}],
-            "max_body_bytes":100,"schema":"json","replay_window_seconds":0,"max_clock_skew_seconds":1}],
+            "max_body_bytes":100,"schema":"reservation_event","replay_window_seconds":60,"max_clock_skew_seconds":1}],
             "unmatched":"reject"}"#,
         env,
     )
@@ -74,6 +74,7 @@ fn full_config_is_honoured() {
     assert_eq!(w.scheme.header(), "x-sig");
     assert_eq!(w.secrets[0].id(), "2025-06");
     assert_eq!(w.secrets.len(), 1, "unset optional secret skipped");
+    assert_eq!((w.replay_window_seconds, w.max_clock_skew_seconds), (60, 1));
     assert_eq!(c.warnings.len(), 1);
     assert!(c.warnings[0].contains("WEBHOOK_SECRET_PREVIOUS"));
     assert_eq!(c.unmatched, Unmatched::Reject);
@@ -224,4 +225,24 @@ fn the_secret_minimum_is_configurable_per_webhook() {
         r#"{"webhooks":[{"name":"s","path":"/s","scheme":{"type":"standard_webhooks"},"schema":"json","min_secret_bytes":25,"secrets":[{"env":"SVIX"}]}]}"#,
     );
     assert!(msg.contains("min_secret_bytes"), "{msg}");
+}
+
+#[test]
+fn replay_fields_on_a_schema_without_a_body_timestamp_are_refused() {
+    let s = r#""secrets":[{"env":"WEBHOOK_SECRET"}]"#;
+    for schema in [
+        r#""json""#,
+        r#""none""#,
+        r#"{"json_schema":{"type":"object"}}"#,
+    ] {
+        for field in ["replay_window_seconds", "max_clock_skew_seconds"] {
+            let msg = refused(&format!(
+                r#"{{"webhooks":[{{"name":"a","path":"/w","schema":{schema},"{field}":60,{s}}}]}}"#
+            ));
+            assert!(
+                msg.contains(&format!("webhooks[0].{field}")) && msg.contains("reservation_event"),
+                "{schema} {field}: {msg}"
+            );
+        }
+    }
 }

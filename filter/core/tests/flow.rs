@@ -142,9 +142,35 @@ fn malformed_json_is_400_after_a_valid_signature() {
 }
 
 #[test]
-fn stale_event_is_422_at_timestamp() {
+fn a_start_after_its_reservation_ended_is_422_stale_event_at_events() {
     let c = cfg();
-    let r = pending(&c, &signed(NEW, START))
+    // The fixture's last eventEnd is 2025-06-08T16:00:00Z; the skew (300 s) is tolerated.
+    let last_end = FIXTURE_TS + 3 * 3600 + 1800;
+    let p = pending(&c, &signed(NEW, START));
+    assert!(p.finish(&c, START, at(last_end + 300)).is_ok());
+    let r = p.finish(&c, START, at(last_end + 301)).unwrap_err();
+    assert_eq!((r.status(), r.outcome()), (422, Outcome::StaleEvent));
+    let body = reply(&r);
+    assert_eq!(body["error_type"], "StaleEvent");
+    assert_eq!(body["field"], "$.events");
+    assert_eq!(
+        body["detail"],
+        "$.events: every reserved resource's eventEnd has passed"
+    );
+    // The END of the same reservation is honoured a year later.
+    let p = pending(&c, &signed(NEW, END));
+    assert!(p.finish(&c, END, at(last_end + 365 * 86_400)).is_ok());
+}
+
+#[test]
+fn a_set_replay_window_refuses_an_old_start_at_timestamp() {
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/webhook","allow_unsigned":true,"replay_window_seconds":3600}]}"#,
+        |_| None,
+    )
+    .unwrap();
+    let h = vec![("content-type", "application/json".to_owned())];
+    let r = pending(&c, &h)
         .finish(&c, START, at(FIXTURE_TS + 3601))
         .unwrap_err();
     assert_eq!((r.status(), r.outcome()), (422, Outcome::StaleEvent));
