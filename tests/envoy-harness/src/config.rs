@@ -162,6 +162,10 @@ static_resources:
           normalize_path: true
           merge_slashes: true
           path_with_escaped_slashes_action: REJECT_REQUEST
+          common_http_protocol_options:
+            # `x_webhook_verified` is `X-Webhook-Verified` to upstreams that treat `_` and `-`
+            # alike: such header names never leave Envoy (dropped, the request is served).
+            headers_with_underscores_action: DROP_HEADER
           route_config:
             name: webhook
             virtual_hosts:

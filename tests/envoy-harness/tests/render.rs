@@ -28,6 +28,7 @@ fn deployment_config_holds_the_contract() {
         "envoy.filters.http.buffer",
         "path: /healthz",
         "path: /readyz",
+        "headers_with_underscores_action: DROP_HEADER",
     ] {
         assert!(y.contains(needle), "missing {needle:?}");
     }
