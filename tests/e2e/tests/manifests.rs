@@ -144,7 +144,6 @@ async fn envoy_overlay_passes_a_server_side_dry_run() {
             "Deployment",
             "Role",
             "RoleBinding",
-            "Secret",
             "Service",
             "ServiceAccount"
         ]
@@ -187,7 +186,6 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
             "EnvoyFilter",
             "Role",
             "RoleBinding",
-            "Secret",
             "Service",
             "ServiceAccount",
             "WasmPlugin"
@@ -266,4 +264,56 @@ fn istio_plugin_config_is_the_envoy_plugin_config() {
     let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| "0123456789abcdef".repeat(2));
     webhook_core::config::CompiledConfig::from_json(istio.to_string().as_bytes(), env)
         .unwrap_or_else(|e| panic!("the filter refuses the Istio pluginConfig: {e}"));
+}
+
+/// Every `secretKeyRef` of a rendered overlay, as (secret name, key).
+fn secret_refs(docs: &[Value]) -> Vec<(String, String)> {
+    fn walk(v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(r) = map.get("secretKeyRef") {
+                    out.push((
+                        r["name"].as_str().unwrap_or_default().to_owned(),
+                        r["key"].as_str().unwrap_or_default().to_owned(),
+                    ));
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    docs.iter().for_each(|d| walk(d, &mut out));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// No overlay ships a secret value: applying (or re-applying) the manifests must never create
+/// or overwrite the Secret the operator made (README, Deploying: `kubectl create secret`). The
+/// pods read it by the one name the README documents.
+#[test]
+fn no_overlay_ships_a_secret_and_all_read_the_documented_one() {
+    for overlay in ["k8s/overlays/envoy", "k8s/overlays/istio"] {
+        let yaml = kustomize_build(overlay);
+        let docs = parse_documents(&yaml).unwrap();
+        assert!(
+            !docs.iter().any(|d| d["kind"] == "Secret"),
+            "{overlay} ships a Secret"
+        );
+        assert!(
+            !yaml.contains("change-me"),
+            "{overlay} ships a placeholder secret"
+        );
+        let refs = secret_refs(&docs);
+        assert!(!refs.is_empty(), "{overlay} reads no secret");
+        for (name, key) in refs {
+            assert_eq!(name, "bmh-webhook-secrets", "{overlay}");
+            assert!(
+                key == "WEBHOOK_SECRET" || key == "WEBHOOK_SECRET_PREVIOUS",
+                "{overlay}: undocumented key {key}"
+            );
+        }
+    }
 }
