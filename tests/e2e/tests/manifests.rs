@@ -184,6 +184,7 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
             "ConfigMap",
             "Deployment",
             "EnvoyFilter",
+            "EnvoyFilter",
             "Role",
             "RoleBinding",
             "Service",
@@ -209,7 +210,12 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
     );
     assert_eq!(plugin["spec"]["sha256"].as_str().unwrap().len(), 64);
     // The zero-bytes arrangement: the buffer filter before the router on the inbound port.
-    let buffer = docs.iter().find(|d| d["kind"] == "EnvoyFilter").unwrap();
+    let envoy_filter = |name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == "EnvoyFilter" && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("EnvoyFilter {name}"))
+    };
+    let buffer = envoy_filter("bmh-webhook-buffer");
     let patch = &buffer["spec"]["configPatches"][0];
     assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
     assert_eq!(
@@ -220,6 +226,25 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
     assert_eq!(
         patch["patch"]["value"]["typed_config"]["max_request_bytes"].as_u64(),
         Some(envoy_harness::config::BUFFER_MAX_REQUEST_BYTES)
+    );
+    // The edge settings of the plain-Envoy overlay that apply to the pod's inbound listener.
+    let edge = &envoy_filter("bmh-webhook-edge")["spec"]["configPatches"][0];
+    assert_eq!(edge["applyTo"], "NETWORK_FILTER");
+    assert_eq!(edge["match"]["context"], "SIDECAR_INBOUND");
+    assert_eq!(edge["patch"]["operation"], "MERGE");
+    let hcm = &edge["patch"]["value"]["typed_config"];
+    let deployed = envoy_harness::EdgeLimits::deployment();
+    assert_eq!(
+        hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+        "DROP_HEADER"
+    );
+    assert_eq!(
+        hcm["request_headers_timeout"],
+        format!("{}s", deployed.request_headers_timeout.as_secs())
+    );
+    assert_eq!(
+        hcm["request_timeout"],
+        format!("{}s", deployed.request_timeout.as_secs())
     );
 }
 
