@@ -149,7 +149,7 @@ impl EnvoyConfig {
                 .collect::<Vec<_>>()
                 .join(", ");
             filters.push_str(&format!(
-                r#"          # The webhook filter: signature, body cap, schema, replay window (docs/filter.md).
+                r#"          # The webhook filter: signature, body cap, schema, replay rule (docs/filter.md).
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
