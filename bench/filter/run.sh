@@ -32,12 +32,19 @@ cargo build -q --locked -p envoy-harness --bin render-envoy-config
 render="$root/target/debug/render-envoy-config"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-secret=bench-secret-0123456789
-now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-python3 - "$now" > "$work/body.json" <<'PY'
-import json, sys
+# At least 32 bytes: the filter refuses shorter secrets (min_secret_bytes).
+secret=bench-secret-0123456789abcdef0123456789
+# The fixture sent now, its reservations running (a START whose every eventEnd has passed
+# is refused with 422).
+python3 - > "$work/body.json" <<'PY'
+import datetime, json, sys
+now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
 v = json.load(open("filter/core/tests/fixtures/event-start-rsa.json"))
-v["timestamp"] = sys.argv[1]
+v["timestamp"] = iso(now)
+for r in v["events"]:
+    r["eventStart"] = iso(now - datetime.timedelta(hours=1))
+    r["eventEnd"] = iso(now + datetime.timedelta(hours=2))
 sys.stdout.write(json.dumps(v, indent=2))
 PY
 sig=$(openssl dgst -sha256 -hmac "$secret" -r < "$work/body.json" | cut -d' ' -f1)

@@ -14,19 +14,34 @@ mod native {
     const BODY: &[u8] = include_bytes!("../tests/fixtures/event-start.json");
     const BODY_RSA: &[u8] = include_bytes!("../tests/fixtures/event-start-rsa.json");
     const CONFIG: &str = r#"{"webhooks":[{"name":"reservations","path":"/webhook",
-        "secrets":[{"env":"OLD"},{"env":"NEW"}],"replay_window_seconds":0}]}"#;
+        "secrets":[{"env":"OLD"},{"env":"NEW"}]}]}"#;
 
     pub fn bench(c: &mut Criterion) {
-        let env = |k: &str| Some(format!("secret-{k}"));
+        // 32-byte secrets: configuration refuses shorter ones.
+        let env = |k: &str| Some(format!("secret-{k}-0123456789abcdef0123456"));
         let Ok(cfg) = CompiledConfig::from_json(CONFIG.as_bytes(), env) else {
             return;
         };
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        // A minute after the fixtures' timestamp, inside their reservations (a START after its
+        // last eventEnd is refused, which would measure the rejection path).
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_749_385_860);
         // OLD is the first secret (the common case: one HMAC); NEW the second (rotation: two).
         for (name, body, secret) in [
-            ("decide 2KB ed25519, 1st secret", BODY, &b"secret-OLD"[..]),
-            ("decide 2KB ed25519, 2nd secret", BODY, b"secret-NEW"),
-            ("decide 2.6KB rsa4096, 1st secret", BODY_RSA, b"secret-OLD"),
+            (
+                "decide 2KB ed25519, 1st secret",
+                BODY,
+                &b"secret-OLD-0123456789abcdef0123456"[..],
+            ),
+            (
+                "decide 2KB ed25519, 2nd secret",
+                BODY,
+                b"secret-NEW-0123456789abcdef0123456",
+            ),
+            (
+                "decide 2.6KB rsa4096, 1st secret",
+                BODY_RSA,
+                b"secret-OLD-0123456789abcdef0123456",
+            ),
         ] {
             let sig = signature::signature_header_value(secret, body);
             c.bench_function(name, |b| {
@@ -62,7 +77,7 @@ mod native {
             ] {
                 let json = format!(
                     r#"{{"webhooks":[{{"name":"r","path":"/webhook","allow_unsigned":true,
-                        "replay_window_seconds":0,"schema":{schema_json}}}]}}"#
+                        "schema":{schema_json}}}]}}"#
                 );
                 let Ok(cfg) = CompiledConfig::from_json(json.as_bytes(), |_| None) else {
                     return;
@@ -97,7 +112,7 @@ mod native {
         ] {
             let json = format!(
                 r#"{{"webhooks":[{{"name":"s","path":"/s","scheme":{scheme},"schema":"json",
-                    "secrets":[{{"env":"S"}}]}}]}}"#
+                    "min_secret_bytes":1,"secrets":[{{"env":"S"}}]}}]}}"#
             );
             let Ok(cfg) = CompiledConfig::from_json(json.as_bytes(), |_| Some(secret.to_owned()))
             else {

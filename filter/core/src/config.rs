@@ -4,7 +4,8 @@
 //! [`CompiledConfig::from_json`] reads the secrets from the proxy's environment through the
 //! `env` lookup it is given (the adapter passes `std::env::var`), keys the HMACs, and refuses
 //! anything inconsistent: unknown fields, duplicate names or paths, a required secret that is
-//! unset, or no usable secret without `allow_unsigned`. Every field and default is documented
+//! unset, a secret shorter than `min_secret_bytes`, replay fields on a schema without a body
+//! timestamp, or no usable secret without `allow_unsigned`. Every field and default is documented
 //! in `docs/filter.md`.
 
 use serde::Deserialize;
@@ -17,12 +18,18 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Highest cap accepted: Envoy's default per-connection buffer limit (1 MiB); above it Envoy
 /// answers 413 itself before the filter decides.
 pub const MAX_MAX_BODY_BYTES: u64 = 1024 * 1024;
-/// Default replay window (see `docs/filter.md`: covers a sender that retries for up to an hour
-/// after a 503 with `Retry-After`, while an EVENT_START captured today cannot be replayed
-/// tomorrow).
-pub const DEFAULT_REPLAY_WINDOW_SECONDS: u64 = 3600;
-/// Default tolerance for a sender clock ahead of the proxy clock.
+/// Default replay window: off. A START is bounded by its reservation's last `eventEnd`
+/// instead, and an END is honoured at any age (`docs/filter.md`, "Replays"); a window would
+/// refuse a START retried after an outage longer than it.
+pub const DEFAULT_REPLAY_WINDOW_SECONDS: u64 = 0;
+/// Default tolerance for a sender clock ahead of the proxy clock (and for an `eventEnd` that
+/// has just passed).
 pub const DEFAULT_MAX_CLOCK_SKEW_SECONDS: u64 = 300;
+/// Default shortest secret, in bytes of HMAC key: 256 bits, the size of the HMAC-SHA256 tag.
+pub const DEFAULT_MIN_SECRET_BYTES: usize = 32;
+/// Default shortest secret for `standard_webhooks`, whose specification issues keys of 24 to 64
+/// bytes (Svix's are 24): measured after base64 decoding.
+pub const DEFAULT_MIN_SECRET_BYTES_STANDARD_WEBHOOKS: usize = 24;
 
 /// Header set upstream on every forwarded guarded request: `true`, or `unsigned` in unsigned
 /// mode. Inbound copies are always removed.
@@ -92,6 +99,10 @@ pub struct WebhookConfig {
     /// Active secrets, tried in order; several at once during a rotation.
     #[serde(default)]
     pub secrets: Vec<SecretSource>,
+    /// Shortest secret accepted, in bytes of HMAC key. Default 32 (24 for
+    /// `standard_webhooks`); a shorter secret, optional or not, refuses the configuration.
+    #[serde(default)]
+    pub min_secret_bytes: Option<usize>,
     /// Development switch: forward without checking any signature.
     #[serde(default)]
     pub allow_unsigned: bool,
@@ -101,12 +112,14 @@ pub struct WebhookConfig {
     /// Body schema to validate.
     #[serde(default)]
     pub schema: Schema,
-    /// Maximum age of the body `timestamp`; 0 turns the replay check off.
-    #[serde(default = "default_replay")]
-    pub replay_window_seconds: u64,
-    /// How far in the future the body `timestamp` may be.
-    #[serde(default = "default_skew")]
-    pub max_clock_skew_seconds: u64,
+    /// Maximum age of an `EVENT_START`'s body `timestamp`; 0 (the default) turns it off.
+    /// Only with `schema: "reservation_event"`.
+    #[serde(default)]
+    pub replay_window_seconds: Option<u64>,
+    /// How far in the future the body `timestamp` may be, and how long after its last
+    /// `eventEnd` an `EVENT_START` is still accepted. Only with `schema: "reservation_event"`.
+    #[serde(default)]
+    pub max_clock_skew_seconds: Option<u64>,
     /// Remember delivery ids and answer a repeated one (needs a scheme with a delivery id).
     #[serde(default)]
     pub replay_cache: Option<ReplayCacheConfig>,
@@ -145,12 +158,6 @@ fn default_methods() -> Vec<String> {
 }
 fn default_max_body() -> u64 {
     DEFAULT_MAX_BODY_BYTES
-}
-fn default_replay() -> u64 {
-    DEFAULT_REPLAY_WINDOW_SECONDS
-}
-fn default_skew() -> u64 {
-    DEFAULT_MAX_CLOCK_SKEW_SECONDS
 }
 
 /// Signature scheme, tagged by `type`, one variant per sender (see [`crate::scheme`]).
@@ -262,7 +269,8 @@ pub struct SecretSource {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schema {
-    /// [`crate::event::ReservationEvent`], with replay window on its `timestamp`.
+    /// [`crate::event::ReservationEvent`], with the replay rule on its `timestamp` and
+    /// `eventEnd`s.
     #[default]
     ReservationEvent,
     /// Any JSON document (syntax only; no replay check).
@@ -452,9 +460,11 @@ pub struct Webhook {
     pub max_body_bytes: u64,
     /// Body schema.
     pub schema: Schema,
-    /// Replay window in seconds (0 = off).
+    /// Shortest accepted secret, in bytes of HMAC key.
+    pub min_secret_bytes: usize,
+    /// Replay window of a START's timestamp in seconds (0 = off).
     pub replay_window_seconds: u64,
-    /// Future tolerance in seconds.
+    /// Clock skew tolerance in seconds (future timestamps, just-passed `eventEnd`s).
     pub max_clock_skew_seconds: u64,
     /// Compiled validator when `schema` is `json_schema`.
     pub json_schema: Option<JsonSchemaValidator>,
@@ -567,6 +577,33 @@ impl CompiledConfig {
                     )));
                 }
             }
+            if w.schema != Schema::ReservationEvent {
+                for (field, set) in [
+                    ("replay_window_seconds", w.replay_window_seconds.is_some()),
+                    ("max_clock_skew_seconds", w.max_clock_skew_seconds.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(format!(
+                            "{at}.{field} applies only to schema reservation_event (its body \
+                             timestamp); remove it"
+                        )));
+                    }
+                }
+            }
+            let min_secret_bytes = w.min_secret_bytes.unwrap_or(match scheme {
+                Scheme::StandardWebhooks { .. } => DEFAULT_MIN_SECRET_BYTES_STANDARD_WEBHOOKS,
+                _ => DEFAULT_MIN_SECRET_BYTES,
+            });
+            if min_secret_bytes == 0 {
+                return Err(invalid(format!("{at}.min_secret_bytes must be at least 1")));
+            }
+            if min_secret_bytes < DEFAULT_MIN_SECRET_BYTES && w.min_secret_bytes.is_some() {
+                warnings.push(format!(
+                    "webhook {}: min_secret_bytes {min_secret_bytes} is below the recommended \
+                     {DEFAULT_MIN_SECRET_BYTES}",
+                    w.name
+                ));
+            }
             let json_schema = match &w.schema {
                 Schema::JsonSchema(s) => Some(compile_json_schema(s, &at)?),
                 _ => None,
@@ -584,6 +621,16 @@ impl CompiledConfig {
                         let key = scheme.key_bytes(&value).map_err(|why| {
                             invalid(format!("{at}.secrets[{j}]: variable {} {why}", s.env))
                         })?;
+                        // Optional or not: a secret that is set but weak is a mistake to
+                        // fix, never one to skip. The message names no length.
+                        if key.len() < min_secret_bytes {
+                            return Err(invalid(format!(
+                                "{at}.secrets[{j}]: variable {} is shorter than \
+                                 min_secret_bytes ({min_secret_bytes} bytes); generate one \
+                                 with `openssl rand -hex 32`",
+                                s.env
+                            )));
+                        }
                         secrets.push(SecretKey::new(id, &key));
                     }
                     None if s.optional => warnings.push(format!(
@@ -621,8 +668,13 @@ impl CompiledConfig {
                 allow_unsigned: w.allow_unsigned,
                 max_body_bytes: w.max_body_bytes,
                 schema: w.schema,
-                replay_window_seconds: w.replay_window_seconds,
-                max_clock_skew_seconds: w.max_clock_skew_seconds,
+                min_secret_bytes,
+                replay_window_seconds: w
+                    .replay_window_seconds
+                    .unwrap_or(DEFAULT_REPLAY_WINDOW_SECONDS),
+                max_clock_skew_seconds: w
+                    .max_clock_skew_seconds
+                    .unwrap_or(DEFAULT_MAX_CLOCK_SKEW_SECONDS),
                 json_schema,
                 replay_cache: w.replay_cache,
                 metric_name,

@@ -121,7 +121,9 @@ impl Error {
             Error::NotFound => Outcome::NotFound,
             Error::Invalid(v) => match v.reason {
                 Reason::MalformedJson => Outcome::MalformedJson,
-                Reason::Stale | Reason::FromTheFuture => Outcome::StaleEvent,
+                Reason::Stale | Reason::FromTheFuture | Reason::ReservationEnded => {
+                    Outcome::StaleEvent
+                }
                 _ => Outcome::InvalidEvent,
             },
         }

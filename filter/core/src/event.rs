@@ -17,7 +17,17 @@
 //!   characters only. A truncated key such as `ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAACAQC...` fails
 //!   with 422 at `$.sshPublicKey`;
 //! - every string is bounded and free of control characters (descriptions may hold line breaks
-//!   and tabs).
+//!   and tabs);
+//! - `resourceId` is not negative (it becomes a Kubernetes label value, which must start with
+//!   an alphanumeric character).
+//!
+//! # Replay rule ([`check_body`], [`check_freshness`], [`start_expired`])
+//! The body `timestamp` may be at most the clock skew in the future, for both event types. An
+//! `EVENT_END` is accepted at any age: it is idempotent and owner-checked by the sidecar, so an
+//! outage longer than any window must not leave a host provisioned. An `EVENT_START` is
+//! accepted until the last `eventEnd` of its `events` has passed (plus the skew); the optional
+//! replay window bounds the age of a START's `timestamp` as well. The sidecar applies
+//! [`start_expired`] per resource.
 
 use std::borrow::Cow;
 
@@ -220,9 +230,16 @@ pub enum Reason {
     /// The comment after the key holds characters that could escape into cloud-config.
     #[error("SSH key comment holds characters outside [A-Za-z0-9 @._+=:,/-]")]
     BadSshKeyComment,
-    /// `timestamp` is older than the replay window.
+    /// A negative number where only non-negative ones are valid (`resourceId`).
+    #[error("must not be negative")]
+    Negative,
+    /// An `EVENT_START` whose `timestamp` is older than the configured replay window.
     #[error("event is older than the replay window")]
     Stale,
+    /// An `EVENT_START` that arrives after every reserved resource's `eventEnd` (plus the clock
+    /// skew): the reservation is over, nothing may be provisioned for it.
+    #[error("every reserved resource's eventEnd has passed")]
+    ReservationEnded,
     /// `timestamp` is further in the future than the allowed clock skew.
     #[error("event timestamp is in the future")]
     FromTheFuture,
@@ -249,7 +266,7 @@ impl ValidationError {
 }
 
 /// Parses and validates a raw body with every rule of this module (no clock: see
-/// [`check_freshness`] for the replay window).
+/// [`check_freshness`] for the replay rule).
 pub fn validate(body: &[u8]) -> Result<ReservationEvent, ValidationError> {
     let view: EventView<'_> = parse(body)?;
     check(&view)?;
@@ -267,10 +284,14 @@ pub fn check_body(
     let view: EventView<'_> = parse(body)?;
     check(&view)?;
     freshness(
+        view.event_type,
         &view.timestamp,
-        now_unix_seconds,
-        window_seconds,
-        skew_seconds,
+        view.events.iter().map(|r| &*r.event_end),
+        Clock {
+            now: now_unix_seconds,
+            window: window_seconds,
+            skew: skew_seconds,
+        },
     )
 }
 
@@ -355,8 +376,11 @@ impl EventView<'_> {
     }
 }
 
-/// Checks that `timestamp` lies in `[now - window, now + skew]`. `window_seconds == 0` turns the
-/// check off. `now_unix_seconds` comes from the caller's clock (the proxy's, in the filter).
+/// The replay rule (module docs) on a parsed event: the body `timestamp` at most
+/// `skew_seconds` in the future; for an `EVENT_START`, at least one `eventEnd` not more than
+/// `skew_seconds` in the past and, when `window_seconds` is not 0, a `timestamp` at most
+/// `window_seconds` old. An `EVENT_END` passes at any age. `now_unix_seconds` comes from the
+/// caller's clock (the proxy's, in the filter).
 pub fn check_freshness(
     event: &ReservationEvent,
     now_unix_seconds: i64,
@@ -364,31 +388,56 @@ pub fn check_freshness(
     skew_seconds: u64,
 ) -> Result<(), ValidationError> {
     freshness(
+        event.event_type,
         &event.timestamp,
-        now_unix_seconds,
-        window_seconds,
-        skew_seconds,
+        event.events.iter().map(|r| r.event_end.as_str()),
+        Clock {
+            now: now_unix_seconds,
+            window: window_seconds,
+            skew: skew_seconds,
+        },
     )
 }
 
-fn freshness(
+/// Whether an `EVENT_START` for a resource whose reservation ends at `event_end` (RFC 3339)
+/// comes too late to provision it: `now_unix_seconds` is more than `skew_seconds` past
+/// `event_end`. An `event_end` that cannot be read counts as passed (fail closed; [`validate`]
+/// refuses such a body anyway). The filter refuses a START when this holds for every resource;
+/// the sidecar applies it to each resource.
+pub fn start_expired(event_end: &str, now_unix_seconds: i64, skew_seconds: u64) -> bool {
+    rfc3339(event_end).map_or(true, |end| {
+        i128::from(now_unix_seconds) - i128::from(end.unix_timestamp()) > i128::from(skew_seconds)
+    })
+}
+
+/// The proxy clock and the two tolerances of the replay rule.
+struct Clock {
+    now: i64,
+    window: u64,
+    skew: u64,
+}
+
+fn freshness<'e>(
+    event_type: EventType,
     timestamp: &str,
-    now_unix_seconds: i64,
-    window_seconds: u64,
-    skew_seconds: u64,
+    mut event_ends: impl Iterator<Item = &'e str>,
+    clock: Clock,
 ) -> Result<(), ValidationError> {
-    if window_seconds == 0 {
-        return Ok(());
-    }
     let sent = rfc3339(timestamp)
         .map_err(|reason| ValidationError::at("$.timestamp", reason))?
         .unix_timestamp();
-    let age = i128::from(now_unix_seconds) - i128::from(sent);
-    if age > i128::from(window_seconds) {
-        return Err(ValidationError::at("$.timestamp", Reason::Stale));
-    }
-    if -age > i128::from(skew_seconds) {
+    let age = i128::from(clock.now) - i128::from(sent);
+    if -age > i128::from(clock.skew) {
         return Err(ValidationError::at("$.timestamp", Reason::FromTheFuture));
+    }
+    if event_type == EventType::End {
+        return Ok(());
+    }
+    if event_ends.all(|end| start_expired(end, clock.now, clock.skew)) {
+        return Err(ValidationError::at("$.events", Reason::ReservationEnded));
+    }
+    if clock.window != 0 && age > i128::from(clock.window) {
+        return Err(ValidationError::at("$.timestamp", Reason::Stale));
     }
     Ok(())
 }
@@ -477,6 +526,9 @@ fn check(e: &EventView<'_>) -> Result<(), ValidationError> {
         let end = rfc3339(&r.event_end).map_err(at("eventEnd"))?;
         if end <= start {
             return Err(at("eventEnd")(Reason::EndNotAfterStart));
+        }
+        if r.resource_id < 0 {
+            return Err(at("resourceId")(Reason::Negative));
         }
         line(&r.resource_name, MAX_SHORT).map_err(at("resourceName"))?;
         line(&r.resource_type, MAX_SHORT).map_err(at("resourceType"))?;

@@ -16,7 +16,7 @@
 //!            │  Pending::check_size(buffered)          413 as soon as the cap is passed
 //!            │  Pending::finish(body, now)
 //!            │    sender timestamp tolerance (401) ─ HMAC-SHA256 against every secret (401)
-//!            │    JSON (400) ─ event rules or JSON Schema (422 + JSON path) ─ replay window
+//!            │    JSON (400) ─ event rules or JSON Schema (422 + JSON path) ─ replay rule
 //!            ▼
 //!          Accepted { secret_id, replay_id } ─▶ adapter: replay::admit in shared data (409)
 //!            ─▶ forwarded; or Rejection ─▶ JSON reply + counters (total and per webhook)

@@ -27,7 +27,8 @@ pub enum Outcome {
     MalformedJson,
     /// 422, schema or content rule violated.
     InvalidEvent,
-    /// 422, body timestamp outside the replay window.
+    /// 422, the replay rule: a START after its reservation ended or older than the replay
+    /// window, or a body timestamp from the future.
     StaleEvent,
     /// 404, unmatched path with `unmatched: reject`.
     NotFound,

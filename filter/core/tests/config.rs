@@ -8,10 +8,16 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use webhook_core::Error;
 use webhook_core::config::{CompiledConfig, Schema, Scheme, Unmatched};
 
+/// 32 bytes, the default minimum.
+const LONG: &str = "0123456789abcdef0123456789abcdef";
+
 fn env(k: &str) -> Option<String> {
     match k {
-        "WEBHOOK_SECRET" => Some("s3cret".into()),
+        "WEBHOOK_SECRET" => Some(LONG.into()),
+        "SHORT" => Some("s".repeat(31)),
         "EMPTY" => Some(String::new()),
+        // 24 bytes once base64-decoded, as Svix issues them.
+        "SVIX" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
         _ => None,
     }
 }
@@ -43,7 +49,7 @@ fn minimal_config_gets_documented_defaults() {
         }
     );
     assert_eq!(w.max_body_bytes, 65536);
-    assert_eq!(w.replay_window_seconds, 3600);
+    assert_eq!(w.replay_window_seconds, 0, "replay window off by default");
     assert_eq!(w.max_clock_skew_seconds, 300);
     assert_eq!(w.schema, Schema::ReservationEvent);
     assert_eq!(w.secrets.len(), 1);
@@ -57,7 +63,7 @@ fn full_config_is_honoured() {
         br#"{"webhooks":[{"name":"r","path":"/hook","methods":["post","PUT"],
             "scheme":{"type":"hmac_sha256_hex","header":"X-Sig","prefix":""},
             "secrets":[{"env":"WEBHOOK_SECRET","id":"2025-06"},{"env":"WEBHOOK_SECRET_PREVIOUS","optional":true}],
-            "max_body_bytes":100,"schema":"json","replay_window_seconds":0,"max_clock_skew_seconds":1}],
+            "max_body_bytes":100,"schema":"reservation_event","replay_window_seconds":60,"max_clock_skew_seconds":1}],
             "unmatched":"reject"}"#,
         env,
     )
@@ -68,6 +74,7 @@ fn full_config_is_honoured() {
     assert_eq!(w.scheme.header(), "x-sig");
     assert_eq!(w.secrets[0].id(), "2025-06");
     assert_eq!(w.secrets.len(), 1, "unset optional secret skipped");
+    assert_eq!((w.replay_window_seconds, w.max_clock_skew_seconds), (60, 1));
     assert_eq!(c.warnings.len(), 1);
     assert!(c.warnings[0].contains("WEBHOOK_SECRET_PREVIOUS"));
     assert_eq!(c.unmatched, Unmatched::Reject);
@@ -119,7 +126,9 @@ fn error_messages_never_contain_the_secret() {
     let msg = refused(
         r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"},{"env":"MISSING"}]}]}"#,
     );
-    assert!(!msg.contains("s3cret"));
+    assert!(!msg.contains(LONG));
+    let msg = refused(r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"SHORT"}]}]}"#);
+    assert!(!msg.contains(&"s".repeat(31)), "{msg}");
 }
 
 #[test]
@@ -157,5 +166,83 @@ fn inconsistent_configs_are_refused() {
     ] {
         let msg = refused(&json);
         assert!(msg.contains(needle), "{json}: {msg}");
+    }
+}
+
+#[test]
+fn secrets_shorter_than_32_bytes_are_refused_even_optional_ones() {
+    let msg = refused(r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"SHORT"}]}]}"#);
+    assert!(
+        msg.contains("webhooks[0].secrets[0]")
+            && msg.contains("SHORT")
+            && msg.contains("min_secret_bytes"),
+        "{msg}"
+    );
+    // An optional secret that is set but too short is a mistake too, not something to skip.
+    let msg = refused(
+        r#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"},{"env":"SHORT","optional":true}]}]}"#,
+    );
+    assert!(msg.contains("webhooks[0].secrets[1]"), "{msg}");
+    // 32 bytes pass.
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/w","secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#,
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.webhooks[0].min_secret_bytes, 32);
+}
+
+#[test]
+fn the_secret_minimum_is_configurable_per_webhook() {
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/w","min_secret_bytes":31,"secrets":[{"env":"SHORT"}]}]}"#,
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.webhooks[0].secrets.len(), 1);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("min_secret_bytes")),
+        "a lowered minimum is worth a warning: {:?}",
+        c.warnings
+    );
+    let msg = refused(
+        r#"{"webhooks":[{"name":"r","path":"/w","min_secret_bytes":33,"secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#,
+    );
+    assert!(msg.contains("min_secret_bytes"), "{msg}");
+    let msg = refused(
+        r#"{"webhooks":[{"name":"r","path":"/w","min_secret_bytes":0,"secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#,
+    );
+    assert!(msg.contains("min_secret_bytes"), "{msg}");
+    // Standard Webhooks keys are measured decoded; the spec's (and Svix's) 24 bytes pass by
+    // default, fewer do not.
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"s","path":"/s","scheme":{"type":"standard_webhooks"},"schema":"json","secrets":[{"env":"SVIX"}]}]}"#,
+        env,
+    )
+    .unwrap();
+    assert_eq!(c.webhooks[0].min_secret_bytes, 24);
+    let msg = refused(
+        r#"{"webhooks":[{"name":"s","path":"/s","scheme":{"type":"standard_webhooks"},"schema":"json","min_secret_bytes":25,"secrets":[{"env":"SVIX"}]}]}"#,
+    );
+    assert!(msg.contains("min_secret_bytes"), "{msg}");
+}
+
+#[test]
+fn replay_fields_on_a_schema_without_a_body_timestamp_are_refused() {
+    let s = r#""secrets":[{"env":"WEBHOOK_SECRET"}]"#;
+    for schema in [
+        r#""json""#,
+        r#""none""#,
+        r#"{"json_schema":{"type":"object"}}"#,
+    ] {
+        for field in ["replay_window_seconds", "max_clock_skew_seconds"] {
+            let msg = refused(&format!(
+                r#"{{"webhooks":[{{"name":"a","path":"/w","schema":{schema},"{field}":60,{s}}}]}}"#
+            ));
+            assert!(
+                msg.contains(&format!("webhooks[0].{field}")) && msg.contains("reservation_event"),
+                "{schema} {field}: {msg}"
+            );
+        }
     }
 }

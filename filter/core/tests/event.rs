@@ -347,21 +347,85 @@ fn strings_are_bounded_and_single_line() {
     );
 }
 
+/// The last `eventEnd` of the START and END fixtures (2025-06-08T18:00:00+02:00).
+const LAST_END: i64 = FIXTURE_TS + 3 * 3600 + 1800;
+const DAY: i64 = 86_400;
+
 #[test]
-fn freshness_window() {
-    let ev = event::validate(START).unwrap();
-    assert!(event::check_freshness(&ev, FIXTURE_TS + 3600, 3600, 300).is_ok());
-    let e = event::check_freshness(&ev, FIXTURE_TS + 3601, 3600, 300).unwrap_err();
-    assert_eq!((e.path.as_str(), e.reason), ("$.timestamp", Reason::Stale));
-    assert!(event::check_freshness(&ev, FIXTURE_TS - 300, 3600, 300).is_ok());
-    assert_eq!(
-        event::check_freshness(&ev, FIXTURE_TS - 301, 3600, 300)
-            .unwrap_err()
-            .reason,
-        Reason::FromTheFuture
+fn an_end_is_accepted_at_any_age() {
+    // Idempotent and owner-checked by the sidecar: an outage longer than any window must not
+    // leave a host provisioned with the user's key. Even with a replay window set.
+    for window in [0, 3600] {
+        assert!(event::check_body(END, FIXTURE_TS + 30 * DAY, window, 300).is_ok());
+        assert!(event::check_body(END, LAST_END + 365 * DAY, window, 300).is_ok());
+    }
+}
+
+#[test]
+fn a_start_is_accepted_until_its_last_event_end_plus_the_skew() {
+    // A START retried during its reservation is honoured, whatever the age of its timestamp.
+    assert!(event::check_body(START, LAST_END - 60, 0, 300).is_ok());
+    assert!(event::check_body(START, LAST_END + 300, 0, 300).is_ok());
+    let e = event::check_body(START, LAST_END + 301, 0, 300).unwrap_err();
+    assert_eq!(e.path, "$.events");
+    assert!(
+        e.to_string().contains("eventEnd has passed"),
+        "clear reason: {e}"
     );
-    // 0 = off.
-    assert!(event::check_freshness(&ev, FIXTURE_TS + 10_000_000, 0, 0).is_ok());
+    // One resource still reserved keeps the START acceptable (the sidecar skips the others).
+    let mixed = edited(|v| v["events"][1]["eventEnd"] = json!("2025-06-09T18:00:00+02:00"));
+    assert!(event::check_body(&mixed, LAST_END + 3600, 0, 300).is_ok());
+    assert!(event::check_body(&mixed, LAST_END + DAY + 301, 0, 300).is_err());
+}
+
+#[test]
+fn a_timestamp_from_the_future_is_refused_for_both_event_types() {
+    for body in [START, END] {
+        assert!(event::check_body(body, FIXTURE_TS - 300, 0, 300).is_ok());
+        let e = event::check_body(body, FIXTURE_TS - 301, 0, 300).unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.reason),
+            ("$.timestamp", Reason::FromTheFuture)
+        );
+    }
+}
+
+#[test]
+fn the_optional_replay_window_bounds_only_the_start_timestamp() {
+    assert!(event::check_body(START, FIXTURE_TS + 3600, 3600, 300).is_ok());
+    let e = event::check_body(START, FIXTURE_TS + 3601, 3600, 300).unwrap_err();
+    assert_eq!((e.path.as_str(), e.reason), ("$.timestamp", Reason::Stale));
+    // Off (the default): only the reservation's end bounds a START.
+    assert!(event::check_body(START, FIXTURE_TS + 3601, 0, 300).is_ok());
+}
+
+#[test]
+fn check_freshness_applies_the_same_rule_to_a_parsed_event() {
+    let start = event::validate(START).unwrap();
+    let end = event::validate(END).unwrap();
+    assert!(event::check_freshness(&start, LAST_END + 300, 0, 300).is_ok());
+    assert_eq!(
+        event::check_freshness(&start, LAST_END + 301, 0, 300)
+            .unwrap_err()
+            .path,
+        "$.events"
+    );
+    assert!(event::check_freshness(&end, LAST_END + 365 * DAY, 3600, 300).is_ok());
+}
+
+#[test]
+fn start_expired_is_the_per_resource_rule_for_the_sidecar() {
+    let end = "2025-06-08T18:00:00+02:00";
+    assert!(!event::start_expired(end, LAST_END - 1, 0));
+    assert!(!event::start_expired(end, LAST_END, 0));
+    assert!(event::start_expired(end, LAST_END + 1, 0));
+    assert!(!event::start_expired(end, LAST_END + 300, 300));
+    assert!(event::start_expired(end, LAST_END + 301, 300));
+    // Fail closed: an end that cannot be read never lets a START provision.
+    assert!(event::start_expired("tomorrow", LAST_END - DAY, 300));
+    // No overflow at the edges.
+    assert!(!event::start_expired(end, i64::MIN, u64::MAX));
+    assert!(event::start_expired(end, i64::MAX, 0));
 }
 
 #[test]
@@ -393,7 +457,7 @@ fn unicode_control_characters_are_refused_everywhere_single_line() {
 }
 
 #[test]
-fn check_body_applies_the_same_rules_and_the_replay_window() {
+fn check_body_applies_the_same_rules_and_the_replay_rule() {
     assert!(event::check_body(START, FIXTURE_TS, 3600, 300).is_ok());
     let bad = edited(|v| v["username"] = json!("root"));
     assert_eq!(
@@ -406,9 +470,13 @@ fn check_body_applies_the_same_rules_and_the_replay_window() {
             .reason,
         Reason::MalformedJson
     );
-    let stale = event::check_body(START, FIXTURE_TS + 3601, 3600, 300).unwrap_err();
-    assert_eq!(
-        (stale.path.as_str(), stale.reason),
-        ("$.timestamp", Reason::Stale)
-    );
+}
+
+#[test]
+fn a_negative_resource_id_is_refused() {
+    // It would become the label selector `...resource-id=-1`, which the API server refuses.
+    let e = refused(&edited(|v| v["events"][1]["resourceId"] = json!(-1)));
+    assert_eq!(e.path, "$.events[1].resourceId");
+    assert!(event::validate(&edited(|v| v["events"][1]["resourceId"] = json!(0))).is_ok());
+    assert!(event::validate(&edited(|v| v["events"][1]["resourceId"] = json!(i64::MAX))).is_ok());
 }

@@ -18,10 +18,14 @@ const CONFIG: &str = r#"{"webhooks":[{"name":"reservations","path":"/webhook",
     "secrets":[{"env":"WEBHOOK_SECRET","id":"current"},{"env":"WEBHOOK_SECRET_PREVIOUS","id":"previous","optional":true}],
     "max_body_bytes":4096}]}"#;
 
+/// The current and previous secrets (32 bytes or more, as configuration requires).
+const NEW: &[u8] = b"new-secret-0123456789abcdef012345";
+const OLD: &[u8] = b"old-secret-0123456789abcdef012345";
+
 fn cfg() -> CompiledConfig {
     CompiledConfig::from_json(CONFIG.as_bytes(), |k| match k {
-        "WEBHOOK_SECRET" => Some("new-secret".into()),
-        "WEBHOOK_SECRET_PREVIOUS" => Some("old-secret".into()),
+        "WEBHOOK_SECRET" => Some(String::from_utf8_lossy(NEW).into_owned()),
+        "WEBHOOK_SECRET_PREVIOUS" => Some(String::from_utf8_lossy(OLD).into_owned()),
         _ => None,
     })
     .unwrap()
@@ -78,7 +82,7 @@ fn reply(r: &Rejection) -> Value {
 #[test]
 fn valid_event_is_accepted_with_upstream_headers() {
     let c = cfg();
-    let p = pending(&c, &signed(b"new-secret", START));
+    let p = pending(&c, &signed(NEW, START));
     assert_eq!(
         p.upstream_headers(&c),
         vec![
@@ -87,11 +91,11 @@ fn valid_event_is_accepted_with_upstream_headers() {
         ]
     );
     assert_eq!(
-        run(b"new-secret", START).unwrap().secret_id.as_deref(),
+        run(NEW, START).unwrap().secret_id.as_deref(),
         Some("current")
     );
     assert_eq!(
-        run(b"old-secret", END).unwrap().secret_id.as_deref(),
+        run(OLD, END).unwrap().secret_id.as_deref(),
         Some("previous")
     );
 }
@@ -102,7 +106,7 @@ fn wrong_secret_and_tampered_body_get_the_same_401() {
     let c = cfg();
     let mut tampered = START.to_vec();
     tampered[20] ^= 1;
-    let tampered = pending(&c, &signed(b"new-secret", START))
+    let tampered = pending(&c, &signed(NEW, START))
         .finish(&c, &tampered, now())
         .unwrap_err();
     for r in [&wrong, &tampered] {
@@ -117,7 +121,7 @@ fn wrong_secret_and_tampered_body_get_the_same_401() {
 
 #[test]
 fn reply_body_has_the_replaced_service_shape() {
-    let r = run(b"new-secret", &edited(|v| v["username"] = "root".into())).unwrap_err();
+    let r = run(NEW, &edited(|v| v["username"] = "root".into())).unwrap_err();
     assert_eq!(r.status(), 422);
     let body = reply(&r);
     assert_eq!(body["error_type"], "ValidationError");
@@ -132,15 +136,41 @@ fn reply_body_has_the_replaced_service_shape() {
 
 #[test]
 fn malformed_json_is_400_after_a_valid_signature() {
-    let r = run(b"new-secret", b"{not json").unwrap_err();
+    let r = run(NEW, b"{not json").unwrap_err();
     assert_eq!((r.status(), r.outcome()), (400, Outcome::MalformedJson));
     assert_eq!(reply(&r)["field"], "$");
 }
 
 #[test]
-fn stale_event_is_422_at_timestamp() {
+fn a_start_after_its_reservation_ended_is_422_stale_event_at_events() {
     let c = cfg();
-    let r = pending(&c, &signed(b"new-secret", START))
+    // The fixture's last eventEnd is 2025-06-08T16:00:00Z; the skew (300 s) is tolerated.
+    let last_end = FIXTURE_TS + 3 * 3600 + 1800;
+    let p = pending(&c, &signed(NEW, START));
+    assert!(p.finish(&c, START, at(last_end + 300)).is_ok());
+    let r = p.finish(&c, START, at(last_end + 301)).unwrap_err();
+    assert_eq!((r.status(), r.outcome()), (422, Outcome::StaleEvent));
+    let body = reply(&r);
+    assert_eq!(body["error_type"], "StaleEvent");
+    assert_eq!(body["field"], "$.events");
+    assert_eq!(
+        body["detail"],
+        "$.events: every reserved resource's eventEnd has passed"
+    );
+    // The END of the same reservation is honoured a year later.
+    let p = pending(&c, &signed(NEW, END));
+    assert!(p.finish(&c, END, at(last_end + 365 * 86_400)).is_ok());
+}
+
+#[test]
+fn a_set_replay_window_refuses_an_old_start_at_timestamp() {
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"name":"r","path":"/webhook","allow_unsigned":true,"replay_window_seconds":3600}]}"#,
+        |_| None,
+    )
+    .unwrap();
+    let h = vec![("content-type", "application/json".to_owned())];
+    let r = pending(&c, &h)
         .finish(&c, START, at(FIXTURE_TS + 3601))
         .unwrap_err();
     assert_eq!((r.status(), r.outcome()), (422, Outcome::StaleEvent));
@@ -150,7 +180,7 @@ fn stale_event_is_422_at_timestamp() {
 #[test]
 fn header_phase_rejections() {
     let c = cfg();
-    let good = signed(b"new-secret", START);
+    let good = signed(NEW, START);
 
     let r = headers_reject(&c, "GET", "/webhook", &good);
     assert_eq!((r.status(), r.outcome()), (405, Outcome::MethodNotAllowed));
@@ -205,7 +235,7 @@ fn json_content_type_variants() {
 #[test]
 fn body_cap_boundary() {
     let c = cfg();
-    let p = pending(&c, &signed(b"new-secret", START));
+    let p = pending(&c, &signed(NEW, START));
     assert!(p.check_size(&c, 4096).is_ok());
     let r = p.check_size(&c, 4097).unwrap_err();
     assert_eq!(r.status(), 413);

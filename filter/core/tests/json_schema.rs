@@ -96,6 +96,11 @@ fn the_reservation_schema_refuses_what_the_validator_refuses() {
             "$.timestamp",
             Box::new(|e| e["timestamp"] = json!("yesterday")),
         ),
+        (
+            "negative resourceId",
+            "$.events[0].resourceId",
+            Box::new(|e| e["events"][0]["resourceId"] = json!(-1)),
+        ),
         // More rules the schema can state.
         (
             "reserved username",

@@ -50,9 +50,14 @@ const SHOPIFY_SECRET: &str = "test_secret_key";
 const SHOPIFY_BODY: &[u8] = br#"{"foo":"bar"}"#;
 const SHOPIFY_SIG: &str = "1kjVjZBASoDr0j4pTeXLurkG6u87OrkQXzf+h707p2w=";
 
+/// The senders' published test secrets are shorter than the default minimum of 32 bytes
+/// (Shopify's 15, Stripe's 17, GitHub's 26, Svix's 24 decoded), so these configurations lower
+/// `min_secret_bytes` explicitly.
+const MIN_SECRET: &str = r#""min_secret_bytes":15"#;
+
 fn config(scheme: &str, schema: &str) -> CompiledConfig {
     let json = format!(
-        r#"{{"webhooks":[{{"name":"w","path":"/w","scheme":{scheme},"schema":{schema},
+        r#"{{"webhooks":[{{"name":"w","path":"/w","scheme":{scheme},"schema":{schema},{MIN_SECRET},
             "secrets":[{{"env":"OTHER","id":"other"}},{{"env":"SECRET","id":"sender"}}]}}]}}"#
     );
     config_with(&json)
@@ -527,10 +532,10 @@ fn shopify_base64_signature() {
 #[test]
 fn replay_cache_needs_a_delivery_id() {
     with_secret(GITHUB_SECRET);
-    let c = config_with(
-        r#"{"webhooks":[{"name":"w","path":"/w","scheme":{"type":"github"},"schema":"none",
-            "secrets":[{"env":"SECRET","id":"sender"}],"replay_cache":{"ttl_seconds":60}}]}"#,
-    );
+    let c = config_with(&format!(
+        r#"{{"webhooks":[{{"name":"w","path":"/w","scheme":{{"type":"github"}},"schema":"none",{MIN_SECRET},
+            "secrets":[{{"env":"SECRET","id":"sender"}}],"replay_cache":{{"ttl_seconds":60}}}}]}}"#
+    ));
     let r = run(&c, &[("x-hub-signature-256", GITHUB_SIG)], GITHUB_BODY, 0);
     rejected(r, Outcome::MissingDeliveryId);
     let (a, _) = run(

@@ -144,7 +144,6 @@ async fn envoy_overlay_passes_a_server_side_dry_run() {
             "Deployment",
             "Role",
             "RoleBinding",
-            "Secret",
             "Service",
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
@@ -187,9 +186,9 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
             "ConfigMap",
             "Deployment",
             "EnvoyFilter",
+            "EnvoyFilter",
             "Role",
             "RoleBinding",
-            "Secret",
             "Service",
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
@@ -215,7 +214,12 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
     );
     assert_eq!(plugin["spec"]["sha256"].as_str().unwrap().len(), 64);
     // The zero-bytes arrangement: the buffer filter before the router on the inbound port.
-    let buffer = docs.iter().find(|d| d["kind"] == "EnvoyFilter").unwrap();
+    let envoy_filter = |name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == "EnvoyFilter" && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("EnvoyFilter {name}"))
+    };
+    let buffer = envoy_filter("bmh-webhook-buffer");
     let patch = &buffer["spec"]["configPatches"][0];
     assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
     assert_eq!(
@@ -226,6 +230,25 @@ async fn istio_overlay_passes_a_server_side_dry_run() {
     assert_eq!(
         patch["patch"]["value"]["typed_config"]["max_request_bytes"].as_u64(),
         Some(envoy_harness::config::BUFFER_MAX_REQUEST_BYTES)
+    );
+    // The edge settings of the plain-Envoy overlay that apply to the pod's inbound listener.
+    let edge = &envoy_filter("bmh-webhook-edge")["spec"]["configPatches"][0];
+    assert_eq!(edge["applyTo"], "NETWORK_FILTER");
+    assert_eq!(edge["match"]["context"], "SIDECAR_INBOUND");
+    assert_eq!(edge["patch"]["operation"], "MERGE");
+    let hcm = &edge["patch"]["value"]["typed_config"];
+    let deployed = envoy_harness::EdgeLimits::deployment();
+    assert_eq!(
+        hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+        "DROP_HEADER"
+    );
+    assert_eq!(
+        hcm["request_headers_timeout"],
+        format!("{}s", deployed.request_headers_timeout.as_secs())
+    );
+    assert_eq!(
+        hcm["request_timeout"],
+        format!("{}s", deployed.request_timeout.as_secs())
     );
 }
 
@@ -267,7 +290,59 @@ fn istio_plugin_config_is_the_envoy_plugin_config() {
     let envoy: Value = serde_json::from_str(envoy_harness::config::DEFAULT_PLUGIN_CONFIG).unwrap();
     assert_eq!(istio, &envoy);
 
-    let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| "s3cret".to_string());
+    let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| "0123456789abcdef".repeat(2));
     webhook_core::config::CompiledConfig::from_json(istio.to_string().as_bytes(), env)
         .unwrap_or_else(|e| panic!("the filter refuses the Istio pluginConfig: {e}"));
+}
+
+/// Every `secretKeyRef` of a rendered overlay, as (secret name, key).
+fn secret_refs(docs: &[Value]) -> Vec<(String, String)> {
+    fn walk(v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(r) = map.get("secretKeyRef") {
+                    out.push((
+                        r["name"].as_str().unwrap_or_default().to_owned(),
+                        r["key"].as_str().unwrap_or_default().to_owned(),
+                    ));
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    docs.iter().for_each(|d| walk(d, &mut out));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// No overlay ships a secret value: applying (or re-applying) the manifests must never create
+/// or overwrite the Secret the operator made (README, Deploying: `kubectl create secret`). The
+/// pods read it by the one name the README documents.
+#[test]
+fn no_overlay_ships_a_secret_and_all_read_the_documented_one() {
+    for overlay in ["k8s/overlays/envoy", "k8s/overlays/istio"] {
+        let yaml = kustomize_build(overlay);
+        let docs = parse_documents(&yaml).unwrap();
+        assert!(
+            !docs.iter().any(|d| d["kind"] == "Secret"),
+            "{overlay} ships a Secret"
+        );
+        assert!(
+            !yaml.contains("change-me"),
+            "{overlay} ships a placeholder secret"
+        );
+        let refs = secret_refs(&docs);
+        assert!(!refs.is_empty(), "{overlay} reads no secret");
+        for (name, key) in refs {
+            assert_eq!(name, "bmh-webhook-secrets", "{overlay}");
+            assert!(
+                key == "WEBHOOK_SECRET" || key == "WEBHOOK_SECRET_PREVIOUS",
+                "{overlay}: undocumented key {key}"
+            );
+        }
+    }
 }

@@ -226,6 +226,10 @@ fn request_schema_agrees_with_the_filter_validator() {
             "timestamp not a date",
             Box::new(|e| e["timestamp"] = json!("yesterday")),
         ),
+        (
+            "negative resourceId",
+            Box::new(|e| e["events"][0]["resourceId"] = json!(-1)),
+        ),
     ];
     for (what, mutate) in mutations {
         let mut event = good.clone();

@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Default plugin configuration of the deployment: the reservation webhook on `/webhook`,
 /// current and previous secret from the proxy environment.
-pub const DEFAULT_PLUGIN_CONFIG: &str = r#"{"webhooks":[{"name":"reservations","path":"/webhook","methods":["POST"],"scheme":{"type":"hmac_sha256_hex","header":"x-webhook-signature","prefix":"sha256="},"secrets":[{"env":"WEBHOOK_SECRET","id":"current"},{"env":"WEBHOOK_SECRET_PREVIOUS","id":"previous","optional":true}],"max_body_bytes":65536,"schema":"reservation_event","replay_window_seconds":3600,"max_clock_skew_seconds":300}],"unmatched":"pass"}"#;
+pub const DEFAULT_PLUGIN_CONFIG: &str = r#"{"webhooks":[{"name":"reservations","path":"/webhook","methods":["POST"],"scheme":{"type":"hmac_sha256_hex","header":"x-webhook-signature","prefix":"sha256="},"secrets":[{"env":"WEBHOOK_SECRET","id":"current"},{"env":"WEBHOOK_SECRET_PREVIOUS","id":"previous","optional":true}],"max_body_bytes":65536,"schema":"reservation_event","max_clock_skew_seconds":300}],"unmatched":"pass"}"#;
 
 /// Largest body the buffer filter holds (must be at least every webhook's `max_body_bytes`;
 /// the filter refuses larger caps).
@@ -21,6 +22,57 @@ const SECRET_ID_HEADER_TO_ADD: &str = r#"
                     key: x-webhook-secret-id
                     value: "%FILTER_STATE(wasm.webhook_secret_id:PLAIN)%"
                   append_action: OVERWRITE_IF_EXISTS_OR_ADD"#;
+
+/// Envoy's edge settings (its "Configuring Envoy as an edge proxy" best practices), as
+/// parameters so a test can shorten the timeouts and still render the deployment's layout.
+/// `docs/filter.md` ("Envoy at the edge") explains each value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeLimits {
+    /// From the first byte of a request's headers to the last (`request_headers_timeout`):
+    /// a client dribbling its headers is answered 408 and disconnected.
+    pub request_headers_timeout: Duration,
+    /// From the first byte of a request to its last (`request_timeout`): a body that never
+    /// finishes, however slowly it trickles, is answered 408 and disconnected.
+    pub request_timeout: Duration,
+    /// No byte either way for this long ends a stream (`stream_idle_timeout`). Above the
+    /// routes' 30 s timeout, so a slow sidecar answer is the route's 504, not this.
+    pub stream_idle_timeout: Duration,
+    /// A connection without any stream for this long is closed (`common_http_protocol_options.
+    /// idle_timeout`): covers a client that connects and never sends a byte.
+    pub idle_timeout: Duration,
+    /// Largest request header block (`max_request_headers_kb`); larger gets 431.
+    pub max_request_headers_kb: u32,
+    /// Read/write buffer of each downstream connection, and each upstream one
+    /// (`per_connection_buffer_limit_bytes`). Bodies are held by the buffer filter up to
+    /// [`BUFFER_MAX_REQUEST_BYTES`], which raises the limit for its own stream.
+    pub per_connection_buffer_limit_bytes: u32,
+    /// Downstream connections accepted at once across all listeners (overload manager
+    /// `global_downstream_max_connections`); more are closed at accept.
+    pub max_downstream_connections: u64,
+    /// Heap the overload manager measures against (`fixed_heap`): at 95 % Envoy shrinks its
+    /// heap, at 98 % it stops accepting requests (503). Below the container's memory limit.
+    pub max_heap_size_bytes: u64,
+    /// Proxies in front of Envoy whose `x-forwarded-for` entries are trusted
+    /// (`xff_num_trusted_hops`). 0: Envoy is the edge, the peer address is the client.
+    pub xff_num_trusted_hops: u32,
+}
+
+impl EdgeLimits {
+    /// The deployment's values (`envoy/envoy.yaml`).
+    pub fn deployment() -> Self {
+        EdgeLimits {
+            request_headers_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            stream_idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_request_headers_kb: 16,
+            per_connection_buffer_limit_bytes: 32 * 1024,
+            max_downstream_connections: 1024,
+            max_heap_size_bytes: 192 * 1024 * 1024,
+            xff_num_trusted_hops: 0,
+        }
+    }
+}
 
 /// Everything that varies between the deployment config and a test's.
 #[derive(Debug, Clone)]
@@ -45,6 +97,8 @@ pub struct EnvoyConfig {
     /// More exact paths routed to the `sidecar` cluster like `/webhook` (other webhooks guarded
     /// by the same filter instance). Empty in the deployment.
     pub extra_paths: Vec<String>,
+    /// Timeouts and limits of the edge (see [`EdgeLimits`]).
+    pub edge: EdgeLimits,
 }
 
 impl EnvoyConfig {
@@ -60,6 +114,7 @@ impl EnvoyConfig {
             host_env_keys: vec!["WEBHOOK_SECRET".into(), "WEBHOOK_SECRET_PREVIOUS".into()],
             buffer_after_filter: true,
             extra_paths: Vec::new(),
+            edge: EdgeLimits::deployment(),
         }
     }
 
@@ -94,7 +149,7 @@ impl EnvoyConfig {
                 .collect::<Vec<_>>()
                 .join(", ");
             filters.push_str(&format!(
-                r#"          # The webhook filter: signature, body cap, schema, replay window (docs/filter.md).
+                r#"          # The webhook filter: signature, body cap, schema, replay rule (docs/filter.md).
           - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -144,6 +199,29 @@ impl EnvoyConfig {
 # render-envoy-config`; a test fails if this file drifts from the renderer, so edit the
 # renderer (tests/envoy-harness/src/config.rs), not this file.
 # Secrets: WEBHOOK_SECRET (and WEBHOOK_SECRET_PREVIOUS during a rotation) in Envoy's environment.
+# Edge settings follow Envoy's "Configuring Envoy as an edge proxy"; docs/filter.md ("Envoy at
+# the edge") explains each value.
+overload_manager:
+  refresh_interval: 0.25s
+  resource_monitors:
+  - name: envoy.resource_monitors.fixed_heap
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+      max_heap_size_bytes: {max_heap}
+  # Connections beyond this are closed at accept, on every listener.
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: {max_cx}
+  actions:
+  - name: envoy.overload_actions.shrink_heap
+    triggers:
+    - name: envoy.resource_monitors.fixed_heap
+      threshold: {{ value: 0.95 }}
+  - name: envoy.overload_actions.stop_accepting_requests
+    triggers:
+    - name: envoy.resource_monitors.fixed_heap
+      threshold: {{ value: 0.98 }}
 admin:
   address:
     socket_address: {{ address: 127.0.0.1, port_value: {admin} }}
@@ -152,6 +230,7 @@ static_resources:
   - name: webhook
     address:
       socket_address: {{ address: {laddr}, port_value: {lport} }}
+    per_connection_buffer_limit_bytes: {buffer_limit}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -162,6 +241,26 @@ static_resources:
           normalize_path: true
           merge_slashes: true
           path_with_escaped_slashes_action: REJECT_REQUEST
+          # The client is the peer of the connection, not what its headers claim.
+          use_remote_address: true
+          xff_num_trusted_hops: {xff_hops}
+          # Slow clients: headers dribbled, bodies that never finish, silent connections.
+          request_headers_timeout: {headers_timeout}
+          request_timeout: {request_timeout}
+          stream_idle_timeout: {stream_idle}
+          max_request_headers_kb: {headers_kb}
+          common_http_protocol_options:
+            idle_timeout: {idle}
+            # `x_webhook_verified` is `X-Webhook-Verified` to upstreams that treat `_` and `-`
+            # alike: such header names never leave Envoy (dropped, the request is served).
+            headers_with_underscores_action: DROP_HEADER
+          http2_protocol_options:
+            max_concurrent_streams: 100
+            initial_stream_window_size: 65536
+            initial_connection_window_size: 1048576
+          # Envoy's own 408 and 431 in the project's error shape (the filter never uses them).
+          local_reply_config:
+            mappers:{local_replies}
           route_config:
             name: webhook
             virtual_hosts:
@@ -186,6 +285,7 @@ static_resources:
   - name: sidecar
     type: STATIC
     connect_timeout: 1s
+    per_connection_buffer_limit_bytes: {buffer_limit}
     load_assignment:
       cluster_name: sidecar
       endpoints:
@@ -209,12 +309,54 @@ static_resources:
                     if self.wasm_path.is_some() { SECRET_ID_HEADER_TO_ADD } else { "" }
                 ))
                 .collect::<String>(),
+            max_heap = self.edge.max_heap_size_bytes,
+            max_cx = self.edge.max_downstream_connections,
+            buffer_limit = self.edge.per_connection_buffer_limit_bytes,
+            xff_hops = self.edge.xff_num_trusted_hops,
+            headers_timeout = duration(self.edge.request_headers_timeout),
+            request_timeout = duration(self.edge.request_timeout),
+            stream_idle = duration(self.edge.stream_idle_timeout),
+            idle = duration(self.edge.idle_timeout),
+            headers_kb = self.edge.max_request_headers_kb,
+            local_replies = [
+                (408, "RequestTimeout"),
+                (431, "RequestHeaderFieldsTooLarge")
+            ]
+            .iter()
+            .map(|(status, error_type)| json_local_reply(*status, error_type))
+            .collect::<String>(),
             laddr = self.listener_address,
             lport = self.listener_port,
             uaddr = self.upstream.ip(),
             uport = self.upstream.port(),
         )
     }
+}
+
+/// A protobuf `Duration` in YAML: `10s`, or `1.5s` with milliseconds.
+fn duration(d: Duration) -> String {
+    match d.subsec_millis() {
+        0 => format!("{}s", d.as_secs()),
+        ms => format!("{}.{ms:03}s", d.as_secs()),
+    }
+}
+
+/// A `local_reply_config` mapper: Envoy's own reply with `status` as
+/// `{"detail", "error_type", "timestamp"}` (`detail` is Envoy's text, `timestamp` the request's
+/// start in UTC).
+fn json_local_reply(status: u16, error_type: &str) -> String {
+    format!(
+        r#"
+            - filter:
+                status_code_filter:
+                  comparison: {{ op: EQ, value: {{ default_value: {status}, runtime_key: webhook_local_reply_{status} }} }}
+              body_format_override:
+                json_format:
+                  detail: "%LOCAL_REPLY_BODY%"
+                  error_type: {error_type}
+                  timestamp: "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"
+                content_type: application/json"#
+    )
 }
 
 /// A YAML single-quoted scalar (only `'` needs escaping, as `''`).

@@ -210,6 +210,17 @@ impl Envoy {
         Ok(String::from_utf8_lossy(&r.body).into_owned())
     }
 
+    /// The value of Envoy's own statistic `name` (counter or gauge, dotted name such as
+    /// `http.webhook.downstream_cx_active`), from admin `/stats` (`None` if absent).
+    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let r = http::get(self.admin, "/stats")?;
+        let text = String::from_utf8_lossy(&r.body);
+        Ok(text.lines().find_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            (k == name).then(|| v.trim().parse().ok()).flatten()
+        }))
+    }
+
     /// The value of counter `name` in `/stats/prometheus` (`None` if absent).
     pub fn counter(&self, name: &str) -> Result<Option<u64>> {
         Ok(parse_counter(&self.prometheus()?, name))

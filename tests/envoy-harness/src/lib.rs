@@ -21,7 +21,7 @@ pub mod envoy;
 pub mod http;
 pub mod upstream;
 
-pub use config::EnvoyConfig;
+pub use config::{EdgeLimits, EnvoyConfig};
 pub use envoy::{Envoy, envoy_bin, filter_wasm, filter_wasm_jsonschema, free_port};
 pub use upstream::RecordingUpstream;
 

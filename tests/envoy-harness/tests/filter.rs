@@ -8,6 +8,8 @@ mod common;
 
 use common::*;
 use envoy_harness::http;
+use std::time::{Duration, SystemTime};
+
 use serde_json::json;
 use webhook_core::metrics::Outcome;
 use webhook_core::signature::signature_header_value;
@@ -119,9 +121,9 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
     let body = assert_rejected(&b.post_signed(NEW, &ends_early), 422, "ValidationError");
     assert_eq!(body["field"], "$.events[1].eventEnd");
 
-    // 422 stale: the fixture's own 2025 timestamp is outside the one-hour window.
+    // 422 stale: the fixture's own reservations ended in 2025.
     let body = assert_rejected(&b.post_signed(NEW, START), 422, "StaleEvent");
-    assert_eq!(body["field"], "$.timestamp");
+    assert_eq!(body["field"], "$.events");
 
     // Not one byte of any of the above reached the upstream: a valid request sent last is the
     // only thing it ever received, on any connection.
@@ -162,6 +164,55 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
             "{name}\n{text}"
         );
     }
+}
+
+/// The replay rule through Envoy with the deployment configuration: an END is forwarded at any
+/// age (an outage longer than any window must not leave a host provisioned), a START until
+/// the last `eventEnd` of its reservation has passed, whatever the age of its `timestamp`; a
+/// timestamp from the future is refused for both. Refused deliveries send zero bytes upstream.
+#[test]
+fn an_end_passes_at_any_age_and_a_start_until_its_reservation_has_ended() {
+    let b = Bench::default_started();
+    let now = SystemTime::now();
+    let day = Duration::from_secs(86_400);
+
+    // The END fixture, signed as sent in June 2025: honoured.
+    let r = b.post_signed(NEW, END);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // A START first sent two days ago and retried now, its reservation still running: honoured.
+    let retried = fresh_event(|v| v["timestamp"] = json!(rfc3339(now - 2 * day)));
+    let r = b.post_signed(NEW, &retried);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // A START whose every reservation ended (five minutes of skew tolerated): refused.
+    let ended = fresh_event(|v| {
+        for r in v["events"].as_array_mut().unwrap() {
+            r["eventStart"] = json!(rfc3339(now - day));
+            r["eventEnd"] = json!(rfc3339(now - Duration::from_secs(301)));
+        }
+    });
+    let body = assert_rejected(&b.post_signed(NEW, &ended), 422, "StaleEvent");
+    assert_eq!(body["field"], "$.events");
+    assert_eq!(
+        body["detail"],
+        "$.events: every reserved resource's eventEnd has passed"
+    );
+    // A timestamp ten minutes ahead of the proxy clock: refused, START and END alike.
+    let future = rfc3339(now + Duration::from_secs(600));
+    let start = fresh_event(|v| v["timestamp"] = json!(future));
+    let end = fresh_event(|v| {
+        v["eventType"] = json!("EVENT_END");
+        v["timestamp"] = json!(future);
+    });
+    for body in [&start, &end] {
+        let reply = assert_rejected(&b.post_signed(NEW, body), 422, "StaleEvent");
+        assert_eq!(reply["field"], "$.timestamp");
+    }
+
+    let reqs = b.upstream.requests();
+    let bodies: Vec<&[u8]> = reqs.iter().map(|r| r.body.as_slice()).collect();
+    assert_eq!(bodies, [END, retried.as_slice()]);
+    assert_eq!(b.counter(Outcome::StaleEvent.metric_name()), 3);
 }
 
 #[test]
@@ -356,6 +407,21 @@ fn configuration_errors_stop_envoy_from_starting() {
             vec![("WEBHOOK_SECRET", NEW)],
             "unknown field `max_body`",
         ),
+        // A guessable secret (the old example Secret's value is 32 bytes; this one is 31).
+        (
+            plugin_config(|_| {}),
+            vec![("WEBHOOK_SECRET", "change-me-to-a-long-random-valu")],
+            "shorter than min_secret_bytes (32 bytes)",
+        ),
+        // ... also as the optional previous secret: set but weak is a mistake, not a skip.
+        (
+            plugin_config(|_| {}),
+            vec![
+                ("WEBHOOK_SECRET", NEW),
+                ("WEBHOOK_SECRET_PREVIOUS", "prev-short-secret"),
+            ],
+            "secrets[1]: variable WEBHOOK_SECRET_PREVIOUS is shorter than min_secret_bytes",
+        ),
     ] {
         let cfg = envoy_harness::EnvoyConfig::for_test(
             envoy_harness::free_port().unwrap(),
@@ -368,7 +434,9 @@ fn configuration_errors_stop_envoy_from_starting() {
             Ok(e) => panic!("Envoy started with a bad configuration:\n{}", e.log_tail()),
             Err(envoy_harness::Error::NotReady(log)) => {
                 assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
-                assert!(!log.contains(NEW), "secret leaked into the log");
+                for (_, secret) in &env {
+                    assert!(!log.contains(secret), "secret leaked into the log");
+                }
             }
             Err(e) => panic!("unexpected error: {e}"),
         }

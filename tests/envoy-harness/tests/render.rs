@@ -28,9 +28,30 @@ fn deployment_config_holds_the_contract() {
         "envoy.filters.http.buffer",
         "path: /healthz",
         "path: /readyz",
+        // Edge settings (tests/edge.rs checks their effect with shorter timeouts).
+        "use_remote_address: true",
+        "xff_num_trusted_hops: 0",
+        "request_headers_timeout: 10s",
+        "request_timeout: 30s",
+        "stream_idle_timeout: 60s",
+        "idle_timeout: 60s",
+        "max_request_headers_kb: 16",
+        "headers_with_underscores_action: DROP_HEADER",
+        "max_concurrent_streams: 100",
+        "envoy.resource_monitors.fixed_heap",
+        "max_active_downstream_connections: 1024",
+        "envoy.overload_actions.stop_accepting_requests",
     ] {
         assert!(y.contains(needle), "missing {needle:?}");
     }
+    // On the listener and on the sidecar cluster.
+    assert_eq!(
+        y.matches("per_connection_buffer_limit_bytes: 32768")
+            .count(),
+        2
+    );
+    // No replay window in the deployment: an END at any age, a START until its reservation ends.
+    assert!(!y.contains("replay_window_seconds"));
     // The buffer filter sits between the wasm filter and the router.
     let (w, b, r) = (
         y.find("filters.http.wasm").unwrap(),

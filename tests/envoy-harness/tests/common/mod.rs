@@ -2,18 +2,21 @@
 //! it, signed fixture bodies with a fresh timestamp.
 #![allow(dead_code, clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test code
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use envoy_harness::http::{self, Response};
 use envoy_harness::{Envoy, EnvoyConfig, RecordingUpstream, filter_wasm, free_port};
 use serde_json::{Value, json};
 use webhook_core::signature::signature_header_value;
 
-pub const NEW: &str = "new-secret-0123456789";
-pub const OLD: &str = "old-secret-9876543210";
+/// The current and previous secrets: 32 bytes or more, as the filter requires by default.
+pub const NEW: &str = "new-secret-0123456789abcdef0123456789";
+pub const OLD: &str = "old-secret-9876543210fedcba9876543210";
 
 /// The EVENT_START fixture of the core crate (real ed25519 key, ~2 KB).
 pub const START: &[u8] = include_bytes!("../../../../filter/core/tests/fixtures/event-start.json");
+/// The EVENT_END fixture (same reservations, its June 2025 timestamp).
+pub const END: &[u8] = include_bytes!("../../../../filter/core/tests/fixtures/event-end.json");
 
 /// Plugin configuration of most tests: the deployment one with `edit` applied to the webhook.
 pub fn plugin_config(edit: impl FnOnce(&mut Value)) -> String {
@@ -116,12 +119,25 @@ impl Bench {
     }
 }
 
-/// The fixture with a fresh `timestamp` (inside the replay window) and `edit` applied.
+/// The START fixture as sent now: `timestamp` now, every reservation begun an hour ago and
+/// ending in two hours (the filter refuses a START whose every `eventEnd` has passed), then
+/// `edit` applied.
 pub fn fresh_event(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(START).unwrap();
-    v["timestamp"] = json!(webhook_core::flow::rfc3339_utc(SystemTime::now()));
+    let now = SystemTime::now();
+    v["timestamp"] = json!(rfc3339(now));
+    for (i, r) in v["events"].as_array_mut().unwrap().iter_mut().enumerate() {
+        let i = u64::try_from(i).unwrap();
+        r["eventStart"] = json!(rfc3339(now - Duration::from_secs(3600 - 60 * i)));
+        r["eventEnd"] = json!(rfc3339(now + Duration::from_secs(7200 + 60 * i)));
+    }
     edit(&mut v);
     serde_json::to_vec_pretty(&v).unwrap()
+}
+
+/// RFC 3339 in UTC, as the sender writes it.
+pub fn rfc3339(t: SystemTime) -> String {
+    webhook_core::flow::rfc3339_utc(t)
 }
 
 pub fn json_body(r: &Response) -> Value {
