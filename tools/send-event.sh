@@ -2,9 +2,10 @@
 # Signs a payload file exactly like the reservation system does and POSTs it.
 #   tools/send-event.sh PAYLOAD.json [URL]      (URL defaults to http://127.0.0.1:5001/webhook)
 # The secret comes from WEBHOOK_SECRET. The signature is the lowercase hex HMAC-SHA256 of the raw
-# bytes sent, as `X-Webhook-Signature: sha256=<hex>`. The payload's top-level "timestamp" is set to
-# now first (the filter rejects deliveries outside its replay window); KEEP_TIMESTAMP=1 sends the
-# file unchanged.
+# bytes sent, as `X-Webhook-Signature: sha256=<hex>`. The payload's times are moved to now first:
+# "timestamp" = now, every "eventStart" = an hour ago, every "eventEnd" = in two hours (the
+# filter refuses an EVENT_START whose every eventEnd has passed, and the samples' are in 2025);
+# KEEP_TIMESTAMP=1 sends the file unchanged.
 set -euo pipefail
 payload=${1:?usage: tools/send-event.sh PAYLOAD.json [URL]}
 url=${2:-http://127.0.0.1:5001/webhook}
@@ -15,7 +16,11 @@ if [ "${KEEP_TIMESTAMP:-0}" = 1 ]; then
   cp "$payload" "$body"
 else
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  sed -E "0,/\"timestamp\": *\"[^\"]*\"/s//\"timestamp\": \"$now\"/" "$payload" > "$body"
+  start=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
+  end=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ)
+  sed -E -e "0,/\"timestamp\": *\"[^\"]*\"/s//\"timestamp\": \"$now\"/" \
+    -e "s/\"eventStart\": *\"[^\"]*\"/\"eventStart\": \"$start\"/g" \
+    -e "s/\"eventEnd\": *\"[^\"]*\"/\"eventEnd\": \"$end\"/g" "$payload" > "$body"
 fi
 sig=$(openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -r < "$body" | cut -d' ' -f1)
 curl -sS -X POST "$url" \

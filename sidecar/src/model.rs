@@ -55,6 +55,10 @@ pub struct Keys {
     /// `<prefix>/ended`: JSON `{eventId: eventEnd}` of reservations whose EVENT_END was
     /// received, so a late or replayed START of one of them never provisions the host again.
     pub ended: String,
+    /// `<prefix>/provision-baseline`: Metal3's `operationHistory.provision.start` as it was when
+    /// our spec was written (`none` when unset): any other value means Metal3 has started an
+    /// attempt on our spec since. Compared as written, so no two clocks are involved.
+    pub provision_baseline: String,
 }
 
 impl Keys {
@@ -76,6 +80,7 @@ impl Keys {
             pending: k("pending-start"),
             notify_claim: k("notify-claim"),
             ended: k("ended"),
+            provision_baseline: k("provision-baseline"),
         }
     }
 }
@@ -312,6 +317,10 @@ pub struct Status {
     pub provisioning_fail_count: i64,
     /// `status.operationHistory.provision.start`: when the latest provisioning attempt began.
     pub provision_started: Option<Timestamp>,
+    /// The same, as written (what `provision-baseline` records).
+    pub provision_started_raw: Option<String>,
+    /// `status.lastAttemptedImage.url`: the image of the latest attempt, failed or not.
+    pub last_attempted_image_url: Option<String>,
     /// `status.provisioning.image.url`, when the operator reports it.
     pub image_url: Option<String>,
     /// `status.poweredOn`.
@@ -319,6 +328,11 @@ pub struct Status {
 }
 
 impl Status {
+    /// What `provision-baseline` records: the latest attempt's start as written, or `none`.
+    pub fn provision_baseline(&self) -> &str {
+        self.provision_started_raw.as_deref().unwrap_or("none")
+    }
+
     /// Metal3 reports an error for this host.
     pub fn has_error(&self) -> bool {
         self.operational_status == "error"
@@ -352,6 +366,8 @@ pub struct Host {
     pub notify_claim: Option<Claim>,
     /// Reservations whose END was received: eventId → eventEnd.
     pub ended: BTreeMap<String, Timestamp>,
+    /// What `provision-baseline` recorded at our spec write, if it did.
+    pub provision_baseline: Option<String>,
     /// Metal3's paused annotation is present.
     pub paused: bool,
     /// Metal3's detached annotation is present.
@@ -432,6 +448,11 @@ impl Host {
                 .and_then(Value::as_i64)
                 .unwrap_or(0),
             provision_started: time_at(data, "/status/operationHistory/provision/start"),
+            provision_started_raw: str_at(data, "/status/operationHistory/provision/start")
+                .map(str::to_owned),
+            last_attempted_image_url: str_at(data, "/status/lastAttemptedImage/url")
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
             image_url: str_at(data, "/status/provisioning/image/url")
                 .filter(|u| !u.is_empty())
                 .map(str::to_owned),
@@ -453,6 +474,7 @@ impl Host {
             pending: serde_json::from_str(a(&keys.pending)).ok(),
             notify_claim: Claim::parse(a(&keys.notify_claim)),
             ended: serde_json::from_str(a(&keys.ended)).unwrap_or_default(),
+            provision_baseline: annotations.get(&keys.provision_baseline).cloned(),
             paused: annotations.contains_key(PAUSED_ANNOTATION),
             detached: annotations.contains_key(DETACHED_ANNOTATION)
                 || status.operational_status == "detached",
@@ -572,10 +594,11 @@ impl<'k> AnnotationPatch<'k> {
         self
     }
 
-    /// Records `h` as the holder.
+    /// Records `h` as the holder (and forgets the previous holder's provision baseline).
     pub fn holder(self, h: &Holder) -> Self {
         let k = self.keys;
-        self.put(&k.event_id, Some(h.event_id.clone()))
+        self.put(&k.provision_baseline, None)
+            .put(&k.event_id, Some(h.event_id.clone()))
             .put(&k.user_id, Some(h.user_id.clone()))
             .put(&k.username, Some(h.username.clone()))
             .put(&k.ssh_public_key, Some(h.ssh_public_key.clone()))

@@ -422,8 +422,12 @@ pub fn provision_patch(
     h: &Holder,
     now: Timestamp,
 ) -> Value {
+    let mut metadata = spec_write_metadata(keys, host, now);
+    // The resourceVersion precondition makes this the status as it is at the write.
+    metadata["annotations"][keys.provision_baseline.as_str()] =
+        json!(host.status.provision_baseline());
     json!({
-        "metadata": spec_write_metadata(keys, host, now),
+        "metadata": metadata,
         "spec": {
             "image": image_value(&policy.image),
             "userData": { "name": host.secret_name(), "namespace": host.namespace },
@@ -472,14 +476,33 @@ fn elapsed(host: &Host, now: Timestamp) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// BMO has started a provisioning attempt since this phase began, so what its status says is
-/// about our spec and not left over from before.
+/// BMO has started a provisioning attempt since our spec was written, so what its status
+/// says is about our spec and not left over from before: `operationHistory.provision.start`
+/// differs from the baseline recorded with the spec write. (Without a baseline, written by an
+/// older sidecar: not older than the phase, in BMO's whole seconds.)
 fn operator_acted(host: &Host) -> bool {
+    if let Some(baseline) = &host.provision_baseline {
+        return host.status.provision_started.is_some()
+            && host.status.provision_baseline() != baseline;
+    }
     let (Some(started), Some(since)) = (host.status.provision_started, host.phase_since) else {
         return false;
     };
-    // BMO's timestamps have whole seconds.
     started.as_second() >= since.as_second()
+}
+
+/// BMO refuses to deploy our image on this host at all: the last attempt was this same image
+/// and it reached the retry limit, a count BMO resets only when the image changes or someone
+/// resets `provisioningFailCount` (`actionManageAvailable`). It re-records the limit error
+/// without starting an attempt, so [`operator_acted`] never sees one.
+fn operator_refuses_image(policy: &Policy, host: &Host) -> bool {
+    let status = &host.status;
+    status.state == ProvisioningState::Available
+        && status.has_error()
+        && status.error_type == PROVISIONING_ERROR
+        && status.provisioning_fail_count > 0
+        && status.last_attempted_image_url.as_deref() == Some(policy.image.url.as_str())
+        && status.error_message.contains("retry limit")
 }
 
 /// The transition into `to` with `detail`, on the host's resourceVersion.
@@ -557,6 +580,12 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 && status.error_type == PROVISIONING_ERROR
             {
                 return fail(format!("Metal3 gave up provisioning: {}", status.error()));
+            }
+            if spec_done && operator_refuses_image(policy, host) {
+                return fail(format!(
+                    "Metal3 refuses to deploy this image on this host again until its provisioningFailCount is reset: {}",
+                    status.error()
+                ));
             }
             if let Some(failed) = timed_out(policy.provision_timeout, "provisioned") {
                 return failed;
@@ -1037,7 +1066,8 @@ mod tests {
             patch,
             json!({
                 "metadata": {"resourceVersion": "10",
-                             "annotations": {"reservations.polito.it/phase-since": "1970-01-01T00:00:10Z"}},
+                             "annotations": {"reservations.polito.it/phase-since": "1970-01-01T00:00:10Z",
+                                             "reservations.polito.it/provision-baseline": "none"}},
                 "spec": {
                     "image": {"url": "http://img/ubuntu.qcow2", "checksum": "http://img/ubuntu.qcow2.sha256",
                               "checksumType": "sha256", "format": "qcow2"},
@@ -1122,6 +1152,62 @@ mod tests {
             next_step(&k, &p, &h, at(101)),
             Step::Transition(_)
         ));
+    }
+
+    #[test]
+    fn metal3_acting_is_judged_against_the_baseline_written_with_the_spec() {
+        let (k, p) = (keys(), policy());
+        let mut h = provisioning(&holder("101", "u1"));
+        h.status.state = S::Available;
+        h.status.operational_status = "error".into();
+        h.status.error_type = PROVISIONING_ERROR.into();
+        h.status.error_message = "provisioning failed 5 times, retry limit (5) reached".into();
+        h.status.provision_started = Some(at(40));
+        h.status.provision_started_raw = Some("1970-01-01T00:00:40Z".into());
+        // The spec write recorded this very start: Metal3 has not acted since.
+        h.provision_baseline = Some("1970-01-01T00:00:40Z".into());
+        assert!(matches!(next_step(&k, &p, &h, at(50)), Step::Wait(_)));
+        // A later attempt (whatever the clocks say) is an attempt on our spec.
+        h.status.provision_started = Some(at(30));
+        h.status.provision_started_raw = Some("1970-01-01T00:00:30Z".into());
+        let Step::Transition(t) = next_step(&k, &p, &h, at(50)) else {
+            panic!()
+        };
+        assert!(
+            t.detail.starts_with("Metal3 gave up provisioning"),
+            "{}",
+            t.detail
+        );
+    }
+
+    #[test]
+    fn metal3_refusing_our_image_again_fails_at_once() {
+        let (k, p) = (keys(), policy());
+        let mut h = provisioning(&holder("101", "u1"));
+        h.provision_baseline = Some("1970-01-01T00:00:40Z".into());
+        h.status = Status {
+            state: S::Available,
+            operational_status: "error".into(),
+            error_type: PROVISIONING_ERROR.into(),
+            error_message: "provisioning failed 5 times, retry limit (5) reached; change image or reset provisioningFailCount to retry".into(),
+            provisioning_fail_count: 5,
+            provision_started: Some(at(40)),
+            provision_started_raw: Some("1970-01-01T00:00:40Z".into()),
+            last_attempted_image_url: Some(p.image.url.clone()),
+            ..Status::default()
+        };
+        let Step::Transition(t) = next_step(&k, &p, &h, at(50)) else {
+            panic!()
+        };
+        assert!(
+            t.detail
+                .starts_with("Metal3 refuses to deploy this image on this host again"),
+            "{}",
+            t.detail
+        );
+        // Another image was the last attempt: BMO resets the count and tries ours.
+        h.status.last_attempted_image_url = Some("http://img/other".into());
+        assert!(matches!(next_step(&k, &p, &h, at(50)), Step::Wait(_)));
     }
 
     #[test]

@@ -175,9 +175,15 @@ async fn fifty_concurrent_copies_make_one_secret_one_patch_one_notification() {
     }
     let n = b.notifications(1).await;
     assert_eq!(n[0]["outcome"], "provisioned");
-    let host = b
-        .wait_annotation("lab-server-a1", "notified", "provisioned")
+    b.wait_annotation("lab-server-a1", "notified", "provisioned")
         .await;
+    // Settled: Metal3 powers a provisioned host on in a status save of its own, as BMO does.
+    let host = kube_harness::wait_for_bmh(&b.admin, &b.ns, "lab-server-a1", WAIT, |v| {
+        v["status"]["poweredOn"] == true
+            && annotation(v, &format!("{PREFIX}/notified")) == Some("provisioned")
+    })
+    .await
+    .unwrap();
     // Repeats after the fact are answered as done.
     let a = b.post(&start).await;
     assert_eq!(results(&a)[0]["result"], "already_done");
