@@ -87,6 +87,8 @@ async fn start_and_end_of_the_sample_event() {
             "resource-id": "1",
             "resource-name": "Lab Server A1",
             "event-end": event_end,
+            // What Metal3's operationHistory.provision.start was when the spec was written.
+            "provision-baseline": "none",
             "phase": "provisioned",
             "phase-since": since,
             "notified": "provisioned",

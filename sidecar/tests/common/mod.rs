@@ -18,7 +18,10 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube_harness::{ApiServer, NotificationSink, Recorded, StandInOperator, create_bmh, get_bmh};
+use kube_harness::metal3::{Operator, OperatorKind, metal3_server, operator_kinds};
+use kube_harness::{
+    ApiServer, NotificationSink, Recorded, StandInConfig, StandInOperator, create_bmh, get_bmh,
+};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -98,6 +101,8 @@ pub struct Bench {
     pub kubeconfig: PathBuf,
     pub sink: NotificationSink,
     pub operator: Option<StandInOperator>,
+    /// The conformance tier's operator (real BMO or the stand-in), when chosen by kind.
+    pub metal3: Option<Operator>,
     pub sidecar: Option<Sidecar>,
     pub replicas: Vec<Sidecar>,
     pub extra_env: Vec<(String, String)>,
@@ -115,6 +120,39 @@ impl Bench {
 
     /// The same on a given (e.g. private) API server.
     pub async fn on(server: &ApiServer, prefix: &str) -> Bench {
+        let mut b = Bench::without_operator(server, prefix).await;
+        b.operator = Some(StandInOperator::start(b.admin.clone(), &b.ns));
+        b
+    }
+
+    /// The conformance tier: `kind` of Metal3 operator on the shared Metal3 server (BMO's
+    /// CRDs when BMO is built). `None` when `kind` cannot run here (BMO not built, outside CI:
+    /// said loudly by the harness).
+    pub async fn with_operator(kind: OperatorKind, prefix: &str) -> Option<Bench> {
+        Self::with_operator_config(kind, prefix, &StandInConfig::default()).await
+    }
+
+    /// [`Bench::with_operator`] with explicit operator settings.
+    pub async fn with_operator_config(
+        kind: OperatorKind,
+        prefix: &str,
+        config: &StandInConfig,
+    ) -> Option<Bench> {
+        if !operator_kinds().unwrap().contains(&kind) {
+            eprintln!("SKIPPED: {kind} is not available on this machine (see above)");
+            return None;
+        }
+        let server = metal3_server().await.unwrap();
+        let mut b = Bench::without_operator(server, prefix).await;
+        let op = Operator::start_with(kind, server, &b.ns, config)
+            .await
+            .unwrap();
+        eprintln!("conformance: {}", op.describe());
+        b.metal3 = Some(op);
+        Some(b)
+    }
+
+    async fn without_operator(server: &ApiServer, prefix: &str) -> Bench {
         let admin = server.client().await.unwrap();
         let ns = server.create_namespace(prefix).await.unwrap();
         server
@@ -127,14 +165,14 @@ impl Bench {
             .await
             .unwrap();
         let kubeconfig = server.service_account_kubeconfig(&ns, SA).await.unwrap();
-        let operator = Some(StandInOperator::start(admin.clone(), &ns));
         let sink = NotificationSink::start().await.unwrap();
         Bench {
             admin,
             ns,
             kubeconfig,
             sink,
-            operator,
+            operator: None,
+            metal3: None,
             sidecar: None,
             replicas: Vec::new(),
             extra_env: Vec::new(),
@@ -285,12 +323,17 @@ impl Bench {
             .unwrap()
     }
 
+    /// A host labelled with `resource_id`: `available` at once (the stand-in), or created as
+    /// a user would and brought to `available` by the chosen operator (conformance tier).
     pub async fn create_host(&self, name: &str, resource_id: Option<i64>) -> Value {
         let id = resource_id.map(|i| i.to_string());
         let labels: Vec<(&str, &str)> = id.iter().map(|i| (ID_LABEL, i.as_str())).collect();
-        create_bmh(&self.admin, &self.ns, name, &labels)
-            .await
-            .unwrap()
+        match &self.metal3 {
+            Some(op) => op.add_host(&self.admin, name, &labels).await.unwrap(),
+            None => create_bmh(&self.admin, &self.ns, name, &labels)
+                .await
+                .unwrap(),
+        }
     }
 
     pub async fn host(&self, name: &str) -> Value {
