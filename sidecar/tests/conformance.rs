@@ -9,6 +9,7 @@
 //! scenario has its own namespace, operator and host, and the scenarios about failures and
 //! retries run on the stand-in only (`stand_in_only!`). Without a BMO build the `bmo::` tests
 //! say so loudly and pass (outside CI; under `CI=true` a missing build fails the harness).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
