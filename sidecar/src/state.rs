@@ -13,6 +13,7 @@ use crate::model::Keys;
 use crate::notify::Notifier;
 use crate::plan::Policy;
 use crate::verify::Inbound;
+use crate::webhook::MissCache;
 
 /// Shared state: configuration, Kubernetes access, notifier, metrics. Cheap to clone.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     /// The filter's check of every delivery, repeated here.
     pub inbound: Arc<Inbound>,
+    /// Unknown resources recently looked up in the API (see [`MissCache`]).
+    pub misses: Arc<MissCache>,
     /// The reconciler's watch cache of BMHs: the webhook's fast path for finding a host.
     /// Decisions made on it are only written with a resourceVersion precondition, and any
     /// answer that writes nothing is re-decided on a fresh read.
@@ -39,6 +42,7 @@ impl AppState {
         Ok(AppState {
             policy: Arc::new(Policy::new(&config, notifier.enabled())),
             inbound: Arc::new(Inbound::new(&config)?),
+            misses: Arc::new(MissCache::default()),
             keys: Arc::new(Keys::new(&config.annotation_prefix)),
             kube: Kube::new(client, &config),
             notifier,

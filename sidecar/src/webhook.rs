@@ -2,6 +2,10 @@
 //! BMH with a conditional merge patch, and report a result per resource. The slow work (Secret,
 //! spec, waiting, notifying) is the reconciler's.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use futures::FutureExt;
 use futures::future::join_all;
 use jiff::Timestamp;
@@ -115,23 +119,31 @@ async fn handle_resource(
             format!("resource type {:?} is not a BareMetalHost", r.resource_type),
         ));
     }
-    let (mut obj, mut fresh) = match find_cached(state, r) {
-        Some(o) => (o, false),
-        None => match find_bmh(state, r).await? {
+    let not_found = || {
+        result(
+            None,
+            Outcome::NotFound,
+            format!(
+                "no BareMetalHost in namespace {} labelled {}={} or named {:?}",
+                cfg.namespace,
+                cfg.resource_id_label,
+                r.resource_id,
+                dns1123(&r.resource_name)
+            ),
+        )
+    };
+    let cached = find_cached(state, r);
+    let (mut obj, mut fresh) = match cached {
+        Cached::Found(o) => (o.as_ref().clone(), false),
+        // A synced watch cache is trusted for misses: a sender naming unknown resources must
+        // not turn deliveries into API load. One fresh lookup per resource per MISS_TTL
+        // covers a host created a moment ago that the watch has not delivered yet.
+        Cached::Missing if !state.misses.should_look_up(&miss_key(r), Instant::now()) => {
+            return Ok(not_found());
+        }
+        Cached::Missing | Cached::NotSynced => match find_bmh(state, r).await? {
             Some(o) => (o, true),
-            None => {
-                return Ok(result(
-                    None,
-                    Outcome::NotFound,
-                    format!(
-                        "no BareMetalHost in namespace {} labelled {}={} or named {:?}",
-                        cfg.namespace,
-                        cfg.resource_id_label,
-                        r.resource_id,
-                        dns1123(&r.resource_name)
-                    ),
-                ));
-            }
+            None => return Ok(not_found()),
         },
     };
     let req = holder_of(ev, r);
@@ -186,10 +198,27 @@ async fn handle_resource(
     })
 }
 
-/// The host of a resource from the watch cache, when the cache is filled and has it.
-fn find_cached(state: &AppState, r: &ReservedResource) -> Option<DynamicObject> {
-    let store = state.cache.as_ref()?;
-    store.wait_until_ready().now_or_never()?.ok()?;
+/// What the watch cache knows of a resource's host.
+enum Cached {
+    Found(std::sync::Arc<DynamicObject>),
+    /// The cache is synced and has no such host.
+    Missing,
+    /// No cache, or not synced yet: ask the API.
+    NotSynced,
+}
+
+fn miss_key(r: &ReservedResource) -> String {
+    format!("{}/{}", r.resource_id, dns1123(&r.resource_name))
+}
+
+/// The host of a resource from the watch cache.
+fn find_cached(state: &AppState, r: &ReservedResource) -> Cached {
+    let Some(store) = state.cache.as_ref() else {
+        return Cached::NotSynced;
+    };
+    if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+        return Cached::NotSynced;
+    }
     let id = r.resource_id.to_string();
     let label = &state.config.resource_id_label;
     let labelled = store.state_filter(|o| {
@@ -200,12 +229,53 @@ fn find_cached(state: &AppState, r: &ReservedResource) -> Option<DynamicObject> 
             .is_some_and(|v| *v == id)
     });
     if let [one] = labelled.as_slice() {
-        return Some(one.as_ref().clone());
+        return Cached::Found(one.clone());
     }
     let name = dns1123(&r.resource_name);
-    store
-        .find(|o| o.metadata.name.as_deref() == Some(name.as_str()))
-        .map(|o| o.as_ref().clone())
+    match store.find(|o| o.metadata.name.as_deref() == Some(name.as_str())) {
+        Some(o) => Cached::Found(o),
+        None => Cached::Missing,
+    }
+}
+
+/// How long one API lookup of a resource the synced cache does not have is trusted.
+pub const MISS_TTL: Duration = Duration::from_secs(30);
+/// Most resources remembered (the oldest are forgotten first).
+const MISS_CAPACITY: usize = 4096;
+
+/// Unknown resources recently looked up in the API, so each costs at most one lookup per
+/// [`MISS_TTL`] however often deliveries name it.
+#[derive(Debug, Default)]
+pub struct MissCache {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl MissCache {
+    /// Whether `key` should be looked up in the API now (and, if so, records that it was).
+    pub fn should_look_up(&self, key: &str, now: Instant) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return true;
+        };
+        if seen
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < MISS_TTL)
+        {
+            return false;
+        }
+        if seen.len() >= MISS_CAPACITY {
+            seen.retain(|_, at| now.saturating_duration_since(*at) < MISS_TTL);
+            if seen.len() >= MISS_CAPACITY
+                && let Some(oldest) = seen
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| k.clone())
+            {
+                seen.remove(&oldest);
+            }
+        }
+        seen.insert(key.to_owned(), now);
+        true
+    }
 }
 
 /// Maps a resource to its BMH: the one labelled with its resourceId, else the one named after
@@ -238,6 +308,23 @@ mod tests {
     use super::*;
 
     const START: &str = include_str!("../tests/fixtures/event-start.json");
+
+    #[test]
+    fn an_unknown_resource_costs_one_api_lookup_per_ttl() {
+        let misses = MissCache::default();
+        let t0 = Instant::now();
+        assert!(misses.should_look_up("7/ghost", t0));
+        for s in [1, 10, 29] {
+            assert!(!misses.should_look_up("7/ghost", t0 + Duration::from_secs(s)));
+        }
+        assert!(misses.should_look_up("8/other", t0));
+        assert!(misses.should_look_up("7/ghost", t0 + MISS_TTL));
+        // Bounded: a flood of distinct names never grows it past its capacity.
+        for i in 0..(MISS_CAPACITY + 10) {
+            misses.should_look_up(&format!("{i}/x"), t0 + MISS_TTL);
+        }
+        assert!(misses.seen.lock().unwrap().len() <= MISS_CAPACITY);
+    }
 
     #[test]
     fn parses_the_sample_event() {

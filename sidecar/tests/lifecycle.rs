@@ -588,3 +588,52 @@ async fn a_release_that_does_not_finish_in_time_fails_with_a_notification() {
     let n = b.notifications(3).await;
     assert_eq!(n[2]["outcome"], "released");
 }
+
+/// Requests the API server has served for baremetalhosts with `verb`, from its own metrics.
+async fn apiserver_bmh_requests(client: &kube::Client, verb: &str) -> u64 {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains("resource=\"baremetalhosts\"")
+                && l.contains(&format!("verb=\"{verb}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// A sender naming a resource no host maps to used to cost two API round trips (a label LIST
+/// and a GET) on every delivery; the synced watch cache is now trusted for misses.
+#[tokio::test]
+async fn unknown_resources_cost_one_api_lookup_not_one_per_delivery() {
+    // A private API server: its request counters see this test only.
+    let server = kube_harness::ApiServer::start().await.unwrap();
+    let mut b = Bench::on(&server, "misses").await;
+    b.start_sidecar().await;
+    // Let the watch cache sync (the first delivery may find it unsynced and ask the API).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut ghost = sample(START);
+    ghost["events"][0]["resourceId"] = json!(4242);
+    ghost["events"][0]["resourceName"] = json!("No Such Host");
+    let lists = apiserver_bmh_requests(&b.admin, "LIST").await;
+    let gets = apiserver_bmh_requests(&b.admin, "GET").await;
+    for _ in 0..20 {
+        let a = b.post(&ghost).await;
+        assert_eq!(results(&a)[0]["result"], "not_found", "{:?}", a.body);
+    }
+    let lists = apiserver_bmh_requests(&b.admin, "LIST").await - lists;
+    let gets = apiserver_bmh_requests(&b.admin, "GET").await - gets;
+    assert!(
+        lists <= 1 && gets <= 1,
+        "20 deliveries naming an unknown host cost {lists} LISTs and {gets} GETs"
+    );
+    // A host created after that is still found at once (the watch delivers it).
+    b.create_host("no-such-host", Some(4242)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = b.post(&ghost).await;
+    assert_eq!(results(&a)[0]["result"], "provisioning", "{:?}", a.body);
+    drop(b);
+    drop(server);
+}
