@@ -1,6 +1,7 @@
 //! The sidecar against a real kube-apiserver, as the ServiceAccount of k8s/base/rbac.yaml, with the
 //! stand-in Metal3 operator and a notification sink: what a reservation system, a user and an
 //! operator of the cluster see.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
