@@ -59,6 +59,10 @@ pub struct Keys {
     /// our spec was written (`none` when unset): any other value means Metal3 has started an
     /// attempt on our spec since. Compared as written, so no two clocks are involved.
     pub provision_baseline: String,
+    /// `<prefix>/notify-owed`: JSON [`Owed`] of an outcome (`provisioned` or `failed`) whose
+    /// notification was still undelivered when the holder's END moved the host on; it is
+    /// delivered before `released`.
+    pub owed: String,
 }
 
 impl Keys {
@@ -81,6 +85,7 @@ impl Keys {
             notify_claim: k("notify-claim"),
             ended: k("ended"),
             provision_baseline: k("provision-baseline"),
+            owed: k("notify-owed"),
         }
     }
 }
@@ -215,6 +220,16 @@ impl Holder {
     pub fn has_ended(&self, now: Timestamp) -> bool {
         self.event_end.is_some_and(|end| end <= now)
     }
+}
+
+/// A notification owed for an earlier phase of the holder: its outcome, when that phase began
+/// and why (the notification's `timestamp` and `detail`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owed {
+    pub outcome: Phase,
+    pub since: Option<Timestamp>,
+    #[serde(default)]
+    pub detail: String,
 }
 
 /// A replica's claim on sending a notification, valid until `until`.
@@ -368,6 +383,8 @@ pub struct Host {
     pub ended: BTreeMap<String, Timestamp>,
     /// What `provision-baseline` recorded at our spec write, if it did.
     pub provision_baseline: Option<String>,
+    /// A notification owed for an earlier phase of the holder.
+    pub owed: Option<Owed>,
     /// Metal3's paused annotation is present.
     pub paused: bool,
     /// Metal3's detached annotation is present.
@@ -475,6 +492,7 @@ impl Host {
             notify_claim: Claim::parse(a(&keys.notify_claim)),
             ended: serde_json::from_str(a(&keys.ended)).unwrap_or_default(),
             provision_baseline: annotations.get(&keys.provision_baseline).cloned(),
+            owed: serde_json::from_str(a(&keys.owed)).ok(),
             paused: annotations.contains_key(PAUSED_ANNOTATION),
             detached: annotations.contains_key(DETACHED_ANNOTATION)
                 || status.operational_status == "detached",
@@ -633,6 +651,13 @@ impl<'k> AnnotationPatch<'k> {
     pub fn claim(self, claim: Option<&Claim>) -> Self {
         let k = self.keys;
         self.put(&k.notify_claim, claim.map(Claim::render))
+    }
+
+    /// Records (or clears) a notification owed for the holder's earlier phase.
+    pub fn owed(self, owed: Option<&Owed>) -> Self {
+        let k = self.keys;
+        let v = owed.and_then(|o| serde_json::to_string(o).ok());
+        self.put(&k.owed, v)
     }
 
     /// Records the reservations whose END was received.

@@ -28,6 +28,28 @@ use crate::model::{Host, Phase};
 pub const SIGNATURE_HEADER: &str = "X-Webhook-Signature";
 /// Header carrying the stable key receivers use to drop repeats.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// One delivery attempt's deadline.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries after the first attempt, in one round.
+const RETRIES: usize = 6;
+/// Backoff between attempts: doubling from the first to the largest delay, each plus a random
+/// jitter of up to the delay itself (backon's `with_jitter`).
+const FIRST_DELAY: Duration = Duration::from_millis(200);
+const LARGEST_DELAY: Duration = Duration::from_secs(10);
+
+/// The longest one round of delivery attempts can take: every attempt timing out and every
+/// backoff at its largest jitter. The notification claim must outlive it, or a second replica
+/// could start the same notification while the first still sends it.
+pub fn worst_case_round() -> Duration {
+    let mut delay = FIRST_DELAY;
+    let mut total = ATTEMPT_TIMEOUT;
+    for _ in 0..RETRIES {
+        total += 2 * delay + ATTEMPT_TIMEOUT;
+        delay = (delay * 2).min(LARGEST_DELAY);
+    }
+    total
+}
+
 /// Standard Webhooks headers.
 pub const SW_ID_HEADER: &str = "webhook-id";
 pub const SW_TIMESTAMP_HEADER: &str = "webhook-timestamp";
@@ -52,9 +74,23 @@ pub struct Notification {
 }
 
 impl Notification {
-    /// The notification for `phase` of `host`, when the host has a holder.
+    /// The notification for `phase` of `host`, when the host has a holder: the current phase,
+    /// or the earlier one the holder is owed (with that phase's time and detail).
     pub fn for_host(host: &Host, phase: Phase) -> Option<Self> {
         let h = host.holder.as_ref()?;
+        if let Some(owed) = host.owed.as_ref().filter(|o| o.outcome == phase) {
+            return Some(Notification {
+                event_id: h.event_id.clone(),
+                resource_id: h.resource_id,
+                resource_name: h.resource_name.clone(),
+                bmh: host.key(),
+                username: h.username.clone(),
+                user_id: h.user_id.clone(),
+                outcome: phase,
+                detail: owed.detail.clone(),
+                timestamp: owed.since.map(|t| t.to_string()).unwrap_or_default(),
+            });
+        }
         Some(Notification {
             event_id: h.event_id.clone(),
             resource_id: h.resource_id,
@@ -127,11 +163,11 @@ impl Notifier {
             sw_secret: standard_webhooks_secret(secret),
             client: Client::builder(TokioExecutor::new()).build(https),
             backoff: ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(10))
-                .with_max_times(6)
+                .with_min_delay(FIRST_DELAY)
+                .with_max_delay(LARGEST_DELAY)
+                .with_max_times(RETRIES)
                 .with_jitter(),
-            timeout: Duration::from_secs(5),
+            timeout: ATTEMPT_TIMEOUT,
         })
     }
 
@@ -197,6 +233,12 @@ mod tests {
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_round_of_attempts_is_bounded() {
+        // 7 attempts of 5 s, delays 0.2 → 6.4 s each up to doubled by jitter.
+        assert_eq!(worst_case_round(), Duration::from_millis(35_000 + 25_200));
     }
 
     #[test]

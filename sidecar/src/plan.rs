@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, ImageConfig};
 use crate::model::{
-    AnnotationPatch, Claim, ConsumerRef, Holder, Host, Keys, PROVISIONING_ERROR, Phase,
+    AnnotationPatch, Claim, ConsumerRef, Holder, Host, Keys, Owed, PROVISIONING_ERROR, Phase,
     ProvisioningState, with_ended,
 };
 
@@ -301,8 +301,16 @@ fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
 }
 
 /// EVENT_END of reservation `req` on `host`. Honoured at any age: it only ever frees what
-/// this reservation holds, and it is remembered so a late START of it never provisions.
-pub fn decide_end(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
+/// this reservation holds, and it is remembered so a late START of it never provisions. An
+/// outcome (`provisioned`, `failed`) not yet notified stays owed and is delivered before
+/// `released`.
+pub fn decide_end(
+    keys: &Keys,
+    policy: &Policy,
+    host: &Host,
+    req: &Holder,
+    now: Timestamp,
+) -> Decision {
     let rv = &host.resource_version;
     let ended = with_ended(&host.ended, &req.event_id, req.event_end, now);
     if let (Some(holder), Some(phase)) = (&host.holder, host.phase)
@@ -315,14 +323,23 @@ pub fn decide_end(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Dec
             );
         }
         return match phase {
-            Phase::Provisioning | Phase::Provisioned | Phase::Failed => Decision::write(
-                Outcome::Releasing,
-                "release started",
-                AnnotationPatch::on(keys, rv)
+            Phase::Provisioning | Phase::Provisioned | Phase::Failed => {
+                let owed = (policy.notify_enabled
+                    && phase != Phase::Provisioning
+                    && host.notified != Some(phase))
+                .then(|| Owed {
+                    outcome: phase,
+                    since: host.phase_since,
+                    detail: host.detail.clone(),
+                });
+                let mut patch = AnnotationPatch::on(keys, rv)
                     .phase(Phase::Deprovisioning, now, "")
-                    .ended(&ended)
-                    .build(),
-            ),
+                    .ended(&ended);
+                if owed.is_some() {
+                    patch = patch.owed(owed.as_ref());
+                }
+                Decision::write(Outcome::Releasing, "release started", patch.build())
+            }
             Phase::Deprovisioning => Decision::answer(Outcome::Releasing, "release in progress"),
             Phase::Released => Decision::answer(Outcome::AlreadyDone, "released"),
         };
@@ -476,6 +493,14 @@ fn elapsed(host: &Host, now: Timestamp) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
+/// The owed notification to deliver, when notifications are on.
+fn owed_now(policy: &Policy, host: &Host) -> Option<Phase> {
+    host.owed
+        .as_ref()
+        .filter(|_| policy.notify_enabled)
+        .map(|o| o.outcome)
+}
+
 /// BMO has started a provisioning attempt since our spec was written, so what its status
 /// says is about our spec and not left over from before: `operationHistory.provision.start`
 /// differs from the baseline recorded with the spec write. (Without a baseline, written by an
@@ -624,6 +649,10 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 if let Some(failed) = timed_out(policy.release_timeout, "released") {
                     return failed;
                 }
+                // Nothing to write meanwhile: deliver what the holder is still owed.
+                if let Some(owed) = owed_now(policy, host) {
+                    return Step::Notify(owed);
+                }
                 return wait(policy.release_timeout);
             }
             let queued = host
@@ -644,6 +673,10 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
         }
         Phase::Failed if needs_stop(policy, host) => Step::Stop(stop_patch(host)),
         Phase::Provisioned | Phase::Failed | Phase::Released => {
+            // The holder's earlier outcome first, so notifications arrive in order.
+            if let Some(owed) = owed_now(policy, host) {
+                return Step::Notify(owed);
+            }
             if policy.notify_enabled && host.notified != Some(phase) {
                 return Step::Notify(phase);
             }
@@ -733,6 +766,23 @@ pub fn secret_action(event_id: &str, existing: Option<&ExistingSecret>) -> Secre
         }
         Some(_) => SecretAction::OverwriteIfCurrent,
     }
+}
+
+/// After the notification of `phase` for reservation `event_id` was delivered: the patch
+/// (with precondition) that clears the owed record it satisfies on `host_now`. An END decided
+/// while the delivery was in flight records that very notification as owed; without this it
+/// would be sent a second time after the release.
+pub fn owed_satisfied(keys: &Keys, host_now: &Host, phase: Phase, event_id: &str) -> Option<Value> {
+    let owed = host_now.owed.as_ref()?;
+    let same_holder = host_now
+        .holder
+        .as_ref()
+        .is_some_and(|h| h.event_id == event_id);
+    (owed.outcome == phase && same_holder).then(|| {
+        AnnotationPatch::on(keys, &host_now.resource_version)
+            .owed(None)
+            .build()
+    })
 }
 
 /// Whether this replica may send a host's notification now.
@@ -905,7 +955,7 @@ mod tests {
         let b = holder("202", "u2");
         // END of a reservation that never got the host (its START was lost or is late).
         let held = host().held(&b, Phase::Provisioned);
-        let d = decide_end(&k, &held, &a, now());
+        let d = decide_end(&k, &policy(), &held, &a, now());
         assert_eq!(d.outcome, Outcome::Conflict);
         let p = d.patch.unwrap();
         assert_eq!(ann(&p, "phase"), &Value::Null, "the holder is untouched");
@@ -913,7 +963,13 @@ mod tests {
             serde_json::from_str(ann(&p, "ended").as_str().unwrap()).unwrap();
         assert!(ended.contains_key("101"));
         // The holder's own END records itself too.
-        let d = decide_end(&k, &host().held(&a, Phase::Provisioned), &a, now());
+        let d = decide_end(
+            &k,
+            &policy(),
+            &host().held(&a, Phase::Provisioned),
+            &a,
+            now(),
+        );
         assert!(
             ann(d.patch.as_ref().unwrap(), "ended")
                 .as_str()
@@ -923,7 +979,7 @@ mod tests {
         // A repeated END of a reservation already remembered writes nothing.
         let mut remembered = host();
         remembered.ended = ended;
-        let d = decide_end(&k, &remembered, &a, now());
+        let d = decide_end(&k, &policy(), &remembered, &a, now());
         assert_eq!((d.outcome, d.patch), (Outcome::AlreadyDone, None));
     }
 
@@ -1020,33 +1076,36 @@ mod tests {
         let a = holder("101", "u1");
         let b = holder("202", "u2");
         let held = host().held(&a, Phase::Provisioned);
-        assert_eq!(decide_end(&k, &held, &b, now()).outcome, Outcome::Conflict);
         assert_eq!(
-            decide_end(&k, &host(), &b, now()).outcome,
+            decide_end(&k, &policy(), &held, &b, now()).outcome,
+            Outcome::Conflict
+        );
+        assert_eq!(
+            decide_end(&k, &policy(), &host(), &b, now()).outcome,
             Outcome::AlreadyDone
         );
         let mut wrong_user = a.clone();
         wrong_user.user_id = "mallory".into();
         assert_eq!(
-            decide_end(&k, &held, &wrong_user, now()).outcome,
+            decide_end(&k, &policy(), &held, &wrong_user, now()).outcome,
             Outcome::Conflict
         );
-        let d = decide_end(&k, &held, &a, now());
+        let d = decide_end(&k, &policy(), &held, &a, now());
         assert_eq!(d.outcome, Outcome::Releasing);
         assert_eq!(ann(d.patch.as_ref().unwrap(), "phase"), "deprovisioning");
-        let end = |p| decide_end(&k, &host().held(&a, p), &a, now()).outcome;
+        let end = |p| decide_end(&k, &policy(), &host().held(&a, p), &a, now()).outcome;
         assert_eq!(end(Phase::Deprovisioning), Outcome::Releasing);
         assert_eq!(end(Phase::Released), Outcome::AlreadyDone);
         // An END long after its reservation is still honoured.
         let mut late = a.clone();
         late.event_end = Some(at(1));
         assert_eq!(
-            decide_end(&k, &held, &late, at(1_000_000)).outcome,
+            decide_end(&k, &policy(), &held, &late, at(1_000_000)).outcome,
             Outcome::Releasing
         );
         // The end of a queued reservation cancels its queued start.
         let queued = held.with_pending(&b);
-        let d = decide_end(&k, &queued, &b, now());
+        let d = decide_end(&k, &policy(), &queued, &b, now());
         assert_eq!(d.outcome, Outcome::Releasing);
         assert_eq!(
             ann(d.patch.as_ref().unwrap(), "pending-start"),
@@ -1452,6 +1511,50 @@ mod tests {
         );
         assert_eq!(next_step(&k, &quiet, &failed, now()), Step::Idle);
         assert_eq!(next_step(&k, &p, &host(), now()), Step::Idle);
+    }
+
+    #[test]
+    fn an_outcome_not_yet_notified_is_owed_and_delivered_before_released() {
+        let (k, p) = (keys(), policy());
+        let a = holder("101", "u1");
+        // Provisioned, the receiver down: the END moves the host on, the outcome stays owed.
+        let mut h = host().held(&a, Phase::Provisioned);
+        let d = decide_end(&k, &p, &h, &a, now());
+        let owed = ann(d.patch.as_ref().unwrap(), "notify-owed")
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(owed).unwrap(),
+            json!({"outcome": "provisioned", "since": "1970-01-01T00:00:00Z", "detail": ""})
+        );
+        h.phase = Some(Phase::Deprovisioning);
+        h.owed = serde_json::from_str(owed).unwrap();
+        h.spec.image_url = Some(p.image.url.clone());
+        h.spec.online = true;
+        // The release is written first; the owed notification goes out while Metal3 works.
+        assert!(matches!(next_step(&k, &p, &h, now()), Step::Release(_)));
+        h.spec.image_url = None;
+        h.spec.online = false;
+        h.status.state = S::Deprovisioning;
+        assert_eq!(
+            next_step(&k, &p, &h, now()),
+            Step::Notify(Phase::Provisioned)
+        );
+        // Released: still the owed one first.
+        h.phase = Some(Phase::Released);
+        assert_eq!(
+            next_step(&k, &p, &h, now()),
+            Step::Notify(Phase::Provisioned)
+        );
+        h.owed = None;
+        assert_eq!(next_step(&k, &p, &h, now()), Step::Notify(Phase::Released));
+        // Already notified, or never reached: nothing owed.
+        let mut done = host().held(&a, Phase::Provisioned);
+        done.notified = Some(Phase::Provisioned);
+        let d = decide_end(&k, &p, &done, &a, now());
+        assert_eq!(ann(d.patch.as_ref().unwrap(), "notify-owed"), &Value::Null);
+        let d = decide_end(&k, &p, &host().held(&a, Phase::Provisioning), &a, now());
+        assert_eq!(ann(d.patch.as_ref().unwrap(), "notify-owed"), &Value::Null);
     }
 
     #[test]

@@ -19,13 +19,17 @@ use crate::metrics::inc;
 use crate::model::{AnnotationPatch, Host, Phase};
 use crate::notify::Notification;
 use crate::plan::{
-    ClaimCheck, Step, Transition, claim_notification, next_step, refused, transition,
+    ClaimCheck, Step, Transition, claim_notification, next_step, owed_satisfied, refused,
+    transition,
 };
 use crate::state::AppState;
 
-/// How long a replica's claim on sending a notification lasts; longer than one bounded round
-/// of delivery attempts, so a live sender always renews it in time.
-const CLAIM_TTL: Duration = Duration::from_secs(60);
+/// How long a replica's claim on sending a notification lasts: one worst-case round of
+/// delivery attempts plus a margin, so a live sender always renews it in time and no other
+/// replica starts the same notification meanwhile.
+pub fn claim_ttl() -> Duration {
+    crate::notify::worst_case_round() + Duration::from_secs(30)
+}
 
 /// Re-check delay after a lost resourceVersion race (the newer version also triggers a run).
 const AFTER_CONFLICT: Duration = Duration::from_millis(500);
@@ -186,7 +190,7 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
         &state.keys,
         host,
         &state.config.replica_id,
-        CLAIM_TTL,
+        claim_ttl(),
         Timestamp::now(),
     ) {
         ClaimCheck::Wait(d) => return Ok(Action::requeue(d)),
@@ -206,11 +210,22 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
             tracing::info!(bmh = %host.key(), outcome = %phase, key = %n.idempotency_key(), "notification delivered");
             // Recorded without precondition: whatever changed meanwhile, this phase's
             // notification has been delivered.
-            let patch = AnnotationPatch::unconditional(&state.keys)
-                .notified(Some(phase))
-                .claim(None)
-                .build();
+            let owed = host.owed.as_ref().is_some_and(|o| o.outcome == phase);
+            let mut patch = AnnotationPatch::unconditional(&state.keys).claim(None);
+            patch = if owed {
+                patch.owed(None)
+            } else {
+                patch.notified(Some(phase))
+            };
+            let patch = patch.build();
             let w = state.kube.patch_bmh(&host.name, &patch).await?;
+            if let Write::Done(now) = &w
+                && let Some(clear) =
+                    owed_satisfied(&state.keys, &host_of(&state.keys, now), phase, &n.event_id)
+            {
+                // Lost race (409): the owed copy goes out again, deduplicated by its key.
+                let _ = state.kube.patch_bmh(&host.name, &clear).await?;
+            }
             Ok(after(w, state.config.resync))
         }
         Err(e) => {

@@ -160,7 +160,7 @@ async fn handle_resource(
         let now = Timestamp::now();
         let decision = match ev.event_type {
             EventType::Start => decide_start(&state.keys, &state.policy, &host, &req, now),
-            EventType::End => decide_end(&state.keys, &host, &req, now),
+            EventType::End => decide_end(&state.keys, &state.policy, &host, &req, now),
         };
         match decision.patch {
             // An answer that writes nothing must rest on a fresh read, not on the cache.

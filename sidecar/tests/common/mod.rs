@@ -51,6 +51,8 @@ pub struct Answer {
 pub struct Sidecar {
     child: Child,
     pub addr: SocketAddr,
+    /// Its `REPLICA_ID`.
+    pub replica: String,
     log: PathBuf,
 }
 
@@ -109,6 +111,8 @@ pub struct Bench {
     http: HttpClient<HttpConnector, Full<Bytes>>,
     logs: tempfile::TempDir,
     runs: usize,
+    /// The `REPLICA_ID` of the next sidecar started (default `replica-<n>`).
+    next_replica: Option<String>,
 }
 
 impl Bench {
@@ -179,6 +183,7 @@ impl Bench {
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
             logs: tempfile::tempdir().unwrap(),
             runs: 0,
+            next_replica: None,
         }
     }
 
@@ -191,6 +196,26 @@ impl Bench {
     pub async fn start_sidecar(&mut self) {
         let sc = self.spawn_sidecar().await;
         self.sidecar = Some(sc);
+    }
+
+    /// Kills the sidecar (SIGKILL, like a crash) and starts it again as the same replica (a
+    /// container restarted in its pod keeps its name, so it may take over its own claims).
+    pub async fn crash_and_restart(&mut self) {
+        self.crash();
+        self.restart().await;
+    }
+
+    /// Kills the sidecar (SIGKILL); [`Bench::restart`] starts it again as the same replica.
+    pub fn crash(&mut self) {
+        if let Some(mut sc) = self.sidecar.take() {
+            sc.kill();
+            self.next_replica = Some(sc.replica.clone());
+        }
+    }
+
+    /// Starts the sidecar again after [`Bench::crash`], with the same replica id.
+    pub async fn restart(&mut self) {
+        self.start_sidecar().await;
     }
 
     /// Starts one more replica (same namespace and settings) and returns its address.
@@ -206,6 +231,10 @@ impl Bench {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         self.runs += 1;
         let log = self.logs.path().join(format!("sidecar-{}.log", self.runs));
+        let replica = self
+            .next_replica
+            .take()
+            .unwrap_or_else(|| format!("replica-{}", self.runs));
         let logf = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bmh-sidecar"));
         cmd.env_clear()
@@ -221,7 +250,7 @@ impl Bench {
             .env("WEBHOOK_SECRET", INBOUND_SECRET)
             .env("NOTIFY_SECRET", NOTIFY_SECRET)
             .env("LOG_LEVEL", "DEBUG")
-            .env("REPLICA_ID", format!("replica-{}", self.runs))
+            .env("REPLICA_ID", &replica)
             .env("RESYNC_SECONDS", "1");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -232,7 +261,12 @@ impl Bench {
             .stderr(Stdio::from(logf))
             .spawn()
             .unwrap();
-        let sc = Sidecar { child, addr, log };
+        let sc = Sidecar {
+            child,
+            addr,
+            log,
+            replica,
+        };
         for _ in 0..200 {
             if let Ok(a) = self.request_to(addr, "GET", "/healthz", b"").await
                 && a.status == 200
