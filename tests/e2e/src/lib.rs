@@ -125,6 +125,8 @@ pub struct Stack {
     pub secret: String,
     /// A private API server (local run), stopped last.
     pub owned_apiserver: Option<ApiServer>,
+    /// Envoy's configuration, to start it again on the same ports.
+    envoy_config: EnvoyConfig,
 }
 
 impl Stack {
@@ -227,6 +229,7 @@ impl Stack {
             config.listener_address = "0.0.0.0".into();
         }
         let envoy = Envoy::start(&config, &[("WEBHOOK_SECRET", opts.secret.as_str())])?;
+        let envoy_config = config;
 
         Ok(Stack {
             envoy,
@@ -238,7 +241,19 @@ impl Stack {
             sidecar_kubeconfig,
             secret: opts.secret,
             owned_apiserver,
+            envoy_config,
         })
+    }
+
+    /// Kills Envoy (SIGKILL, mid-request if one is in flight) and starts it again on the same
+    /// ports, as a restarted proxy container would.
+    pub fn restart_envoy(&mut self) -> Result<()> {
+        self.envoy.kill();
+        self.envoy = Envoy::start(
+            &self.envoy_config,
+            &[("WEBHOOK_SECRET", self.secret.as_str())],
+        )?;
+        Ok(())
     }
 
     /// Envoy's listener: where the reservation system sends webhooks.

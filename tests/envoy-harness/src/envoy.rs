@@ -236,6 +236,15 @@ pub fn parse_counter(text: &str, name: &str) -> Option<u64> {
     })
 }
 
+impl Envoy {
+    /// Kills Envoy at once (SIGKILL, like a crashed container) and waits for it to exit, which
+    /// frees its ports; the value is then only good for dropping.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
