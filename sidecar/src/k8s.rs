@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::error::{Error, Result, is_conflict, is_not_found};
-use crate::model::{Holder, Host, Keys};
+use crate::model::{Host, Keys};
 use crate::plan::{ExistingSecret, SecretAction, secret_action};
 
 /// Field manager recorded in managedFields for every write.
@@ -331,37 +331,6 @@ pub fn is_label_value(v: &str) -> bool {
             && alnum(v.chars().last())
             && v.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-}
-
-/// Reads the decision-relevant facts of a BMH.
-pub fn host_of(keys: &Keys, obj: &DynamicObject) -> Host {
-    let empty = BTreeMap::new();
-    Host::read(
-        keys,
-        &obj.name_any(),
-        obj.metadata.namespace.as_deref().unwrap_or_default(),
-        obj.metadata.uid.as_deref().unwrap_or_default(),
-        obj.metadata.resource_version.as_deref().unwrap_or_default(),
-        obj.metadata.annotations.as_ref().unwrap_or(&empty),
-        &obj.data,
-    )
-}
-
-/// The holder a delivery asks for, for one resource of an event.
-pub fn holder_of(
-    ev: &webhook_core::event::ReservationEvent,
-    r: &webhook_core::event::ReservedResource,
-) -> Holder {
-    Holder {
-        event_id: r.event_id.clone(),
-        user_id: ev.user_id.clone(),
-        username: ev.username.clone(),
-        ssh_public_key: ev.ssh_public_key.clone(),
-        resource_id: r.resource_id,
-        resource_name: r.resource_name.clone(),
-        // Validated as RFC 3339 by the event rules; an unparsable one means "unknown".
-        event_end: r.event_end.parse().ok(),
-    }
 }
 
 #[cfg(test)]

@@ -36,8 +36,11 @@
 //! # Layout
 //! - [`config`]: environment variables and flags (clap), checked into [`config::Config`].
 //! - [`error`]: the crate's error type, with the HTTP status and `error_type` of each variant.
-//! - [`model`]: annotation names, [`model::Phase`], [`model::Host`] (what decisions read).
-//! - [`plan`]: pure decisions: webhook deliveries, reconciler steps, spec patches, name mapping.
+//! - [`model`]: what decisions read: annotation names, [`model::Phase`], [`model::Host`] (read
+//!   from a BMH object), [`model::Holder`] (from an event), the resource-to-host mapping rule.
+//! - [`plan`]: pure decisions: [`plan::delivery`] (webhook deliveries), [`plan::steps`]
+//!   (reconciler steps and spec patches), [`plan::claim`] (who notifies), [`plan::secret`]
+//!   (the userData Secret rule).
 //! - [`cloudinit`]: the `#cloud-config` userData, rendered by a YAML serializer.
 //! - [`k8s`]: all Kubernetes I/O (BMHs as `DynamicObject`s, Secrets).
 //! - [`verify`]: the filter's own check of every delivery, again behind the edge.

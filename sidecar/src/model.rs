@@ -538,6 +538,91 @@ impl Host {
     }
 }
 
+/// The DNS-1123 form of a resource name: "Lab Server A1" → "lab-server-a1".
+pub fn dns1123(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_matches(|c| c == '-' || c == '.');
+    trimmed
+        .chars()
+        .take(253)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_owned()
+}
+
+/// The rule mapping a reserved resource to its host, one place for the watch-cache path and
+/// the API path: the one host labelled with the resourceId (`BMH_RESOURCE_ID_LABEL`); with none,
+/// or several (a warning), the host named after the resourceName ([`dns1123`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostLookup<T> {
+    /// Exactly one host carries the label.
+    Labelled(T),
+    /// Look the host up by this name (`None` when the name maps to nothing); `ambiguous` when
+    /// several hosts carry the label.
+    ByName {
+        name: Option<String>,
+        ambiguous: bool,
+    },
+}
+
+impl<T> HostLookup<T> {
+    /// Decides from the hosts labelled with the resource's id.
+    pub fn from_labelled(mut labelled: Vec<T>, resource_name: &str) -> Self {
+        if labelled.len() == 1
+            && let Some(one) = labelled.pop()
+        {
+            return HostLookup::Labelled(one);
+        }
+        let name = dns1123(resource_name);
+        HostLookup::ByName {
+            name: (!name.is_empty()).then_some(name),
+            ambiguous: labelled.len() > 1,
+        }
+    }
+}
+
+impl Host {
+    /// Reads the decision-relevant facts of a BMH object.
+    pub fn from_object(keys: &Keys, obj: &kube::api::DynamicObject) -> Host {
+        let empty = BTreeMap::new();
+        Host::read(
+            keys,
+            obj.metadata.name.as_deref().unwrap_or_default(),
+            obj.metadata.namespace.as_deref().unwrap_or_default(),
+            obj.metadata.uid.as_deref().unwrap_or_default(),
+            obj.metadata.resource_version.as_deref().unwrap_or_default(),
+            obj.metadata.annotations.as_ref().unwrap_or(&empty),
+            &obj.data,
+        )
+    }
+}
+
+impl Holder {
+    /// The holder a delivery asks for, for one resource of an event.
+    pub fn for_resource(
+        ev: &webhook_core::event::ReservationEvent,
+        r: &webhook_core::event::ReservedResource,
+    ) -> Holder {
+        Holder {
+            event_id: r.event_id.clone(),
+            user_id: ev.user_id.clone(),
+            username: ev.username.clone(),
+            ssh_public_key: ev.ssh_public_key.clone(),
+            resource_id: r.resource_id,
+            resource_name: r.resource_name.clone(),
+            // Validated as RFC 3339 by the event rules; an unparsable one means "unknown".
+            event_end: r.event_end.parse().ok(),
+        }
+    }
+}
+
 /// The name of the userData Secret of host `bmh`.
 pub fn secret_name(bmh: &str) -> String {
     format!("{bmh}-userdata")
@@ -869,6 +954,43 @@ mod tests {
         assert_eq!(ended.len(), MAX_ENDED);
         assert!(!ended.contains_key("a"), "the earliest end goes first");
         assert!(ended.contains_key(&format!("e{}", MAX_ENDED + 4)));
+    }
+
+    #[test]
+    fn dns1123_names() {
+        assert_eq!(dns1123("Lab Server A1"), "lab-server-a1");
+        assert_eq!(dns1123("  GPU_node #3 "), "gpu-node-3");
+        assert_eq!(dns1123("a--b"), "a-b");
+        assert_eq!(dns1123("---"), "");
+    }
+
+    #[test]
+    fn a_resource_maps_to_its_one_labelled_host_else_by_name() {
+        assert_eq!(
+            HostLookup::from_labelled(vec!["node-17"], "Lab Server A1"),
+            HostLookup::Labelled("node-17")
+        );
+        assert_eq!(
+            HostLookup::from_labelled(Vec::<&str>::new(), "Lab Server A1"),
+            HostLookup::ByName {
+                name: Some("lab-server-a1".into()),
+                ambiguous: false
+            }
+        );
+        assert_eq!(
+            HostLookup::from_labelled(vec!["a", "b"], "Lab Server A1"),
+            HostLookup::ByName {
+                name: Some("lab-server-a1".into()),
+                ambiguous: true
+            }
+        );
+        assert_eq!(
+            HostLookup::from_labelled(Vec::<&str>::new(), "---"),
+            HostLookup::ByName {
+                name: None,
+                ambiguous: false
+            }
+        );
     }
 
     #[test]

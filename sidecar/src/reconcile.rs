@@ -14,7 +14,7 @@ use kube::runtime::watcher;
 
 use crate::cloudinit;
 use crate::error::{Error, Result};
-use crate::k8s::{SecretState, Write, host_of};
+use crate::k8s::{SecretState, Write};
 use crate::metrics::inc;
 use crate::model::{AnnotationPatch, Host, Phase};
 use crate::notify::Notification;
@@ -75,7 +75,7 @@ const AFTER_REFUSAL: Duration = Duration::from_secs(60);
 
 /// One reconcile of one host.
 pub async fn reconcile(obj: Arc<DynamicObject>, state: Arc<AppState>) -> Result<Action> {
-    let host = host_of(&state.keys, &obj);
+    let host = Host::from_object(&state.keys, &obj);
     let now = Timestamp::now();
     let step = next_step(&state.keys, &state.policy, &host, now);
     tracing::debug!(bmh = %host.key(), phase = ?host.phase, state = %host.status.state, ?step, "reconcile");
@@ -220,8 +220,12 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
             let patch = patch.build();
             let w = state.kube.patch_bmh(&host.name, &patch).await?;
             if let Write::Done(now) = &w
-                && let Some(clear) =
-                    owed_satisfied(&state.keys, &host_of(&state.keys, now), phase, &n.event_id)
+                && let Some(clear) = owed_satisfied(
+                    &state.keys,
+                    &Host::from_object(&state.keys, now),
+                    phase,
+                    &n.event_id,
+                )
             {
                 // Lost race (409): the owed copy goes out again, deduplicated by its key.
                 let _ = state.kube.patch_bmh(&host.name, &clear).await?;

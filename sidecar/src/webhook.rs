@@ -14,9 +14,10 @@ use serde::Serialize;
 use webhook_core::event::{EventType, ReservationEvent, ReservedResource};
 
 use crate::error::{Error, Result};
-use crate::k8s::{Write, holder_of, host_of};
+use crate::k8s::Write;
 use crate::metrics::inc;
-use crate::plan::{Outcome, decide_end, decide_start, dns1123};
+use crate::model::{Holder, Host, HostLookup, dns1123};
+use crate::plan::{Outcome, decide_end, decide_start};
 use crate::state::AppState;
 
 /// How often one host is re-read and re-decided after losing a resourceVersion race.
@@ -146,7 +147,7 @@ async fn handle_resource(
             None => return Ok(not_found()),
         },
     };
-    let req = holder_of(ev, r);
+    let req = Holder::for_resource(ev, r);
     let gone = || {
         result(
             None,
@@ -155,7 +156,7 @@ async fn handle_resource(
         )
     };
     for _ in 0..MAX_ATTEMPTS {
-        let host = host_of(&state.keys, &obj);
+        let host = Host::from_object(&state.keys, &obj);
         let key = Some(host.key());
         let now = Timestamp::now();
         let decision = match ev.event_type {
@@ -228,10 +229,13 @@ fn find_cached(state: &AppState, r: &ReservedResource) -> Cached {
             .and_then(|l| l.get(label))
             .is_some_and(|v| *v == id)
     });
-    if let [one] = labelled.as_slice() {
-        return Cached::Found(one.clone());
-    }
-    let name = dns1123(&r.resource_name);
+    let name = match HostLookup::from_labelled(labelled, &r.resource_name) {
+        HostLookup::Labelled(one) => return Cached::Found(one),
+        HostLookup::ByName { name: None, .. } => return Cached::Missing,
+        HostLookup::ByName {
+            name: Some(name), ..
+        } => name,
+    };
     match store.find(|o| o.metadata.name.as_deref() == Some(name.as_str())) {
         Some(o) => Cached::Found(o),
         None => Cached::Missing,
@@ -282,25 +286,25 @@ impl MissCache {
 /// its resourceName.
 async fn find_bmh(state: &AppState, r: &ReservedResource) -> Result<Option<DynamicObject>> {
     let cfg = &state.config;
-    let mut labelled = state
+    let labelled = state
         .kube
         .list_labelled(&cfg.resource_id_label, &r.resource_id.to_string())
         .await?;
-    if labelled.len() == 1 {
-        return Ok(labelled.pop());
+    match HostLookup::from_labelled(labelled, &r.resource_name) {
+        HostLookup::Labelled(one) => Ok(Some(one)),
+        HostLookup::ByName { name, ambiguous } => {
+            if ambiguous {
+                tracing::warn!(
+                    resource_id = r.resource_id,
+                    "several BMHs carry the same resource id; using the name fallback"
+                );
+            }
+            match name {
+                Some(name) => state.kube.get_bmh(&name).await,
+                None => Ok(None),
+            }
+        }
     }
-    if labelled.len() > 1 {
-        tracing::warn!(
-            resource_id = r.resource_id,
-            count = labelled.len(),
-            "several BMHs carry the same resource id; using the name fallback"
-        );
-    }
-    let name = dns1123(&r.resource_name);
-    if name.is_empty() {
-        return Ok(None);
-    }
-    state.kube.get_bmh(&name).await
 }
 
 #[cfg(test)]

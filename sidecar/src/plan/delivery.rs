@@ -1,0 +1,553 @@
+//! What a delivery does to one host: [`decide_start`] and [`decide_end`] over a snapshot, each
+//! answering with a [`Decision`] (the per-resource result, and the conditional write if any).
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Policy;
+use super::steps::needs_stop;
+use crate::model::{
+    AnnotationPatch, Holder, Host, Keys, Owed, Phase, ProvisioningState, with_ended,
+};
+
+/// Per-resource outcome reported in the reply body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The start is being carried out (or queued until the host is released).
+    Provisioning,
+    /// The end is being carried out.
+    Releasing,
+    /// Not a BareMetalHost resource type.
+    Skipped,
+    /// The host is held by another reservation or another Metal3 consumer; nothing changed.
+    Conflict,
+    /// No BMH maps to the resource.
+    NotFound,
+    /// A repeated delivery: the work was already done.
+    AlreadyDone,
+    /// A START of a reservation that has ended (its eventEnd passed, or its END was received):
+    /// it never provisions.
+    Expired,
+    /// Metal3 would never provision the host (paused, detached, externally provisioned, no
+    /// BMC, custom deploy), or the API server refused the write.
+    Unavailable,
+}
+
+impl Outcome {
+    /// The wire name (also the metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Provisioning => "provisioning",
+            Outcome::Releasing => "releasing",
+            Outcome::Skipped => "skipped",
+            Outcome::Conflict => "conflict",
+            Outcome::NotFound => "not_found",
+            Outcome::AlreadyDone => "already_done",
+            Outcome::Expired => "expired",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// What a delivery does to one host: the answer, and the merge patch to write first (with a
+/// resourceVersion precondition) when it changes the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub detail: String,
+    pub patch: Option<Value>,
+}
+
+impl Decision {
+    fn answer(outcome: Outcome, detail: impl Into<String>) -> Self {
+        Decision {
+            outcome,
+            detail: detail.into(),
+            patch: None,
+        }
+    }
+
+    fn write(outcome: Outcome, detail: impl Into<String>, patch: Value) -> Self {
+        Decision {
+            outcome,
+            detail: detail.into(),
+            patch: Some(patch),
+        }
+    }
+}
+
+const QUEUED: &str = "queued: the host is released from an earlier reservation first";
+
+/// Whether a START may take `host` now, must wait for it, or may not have it at all.
+enum Availability {
+    /// Free (never reserved, released and notified, or failed and past its reservation).
+    Free,
+    /// Held or being released by another reservation: the START waits (queued).
+    Busy,
+}
+
+fn availability(policy: &Policy, host: &Host, now: Timestamp) -> Availability {
+    let (Some(holder), Some(phase)) = (&host.holder, host.phase) else {
+        return Availability::Free;
+    };
+    let notified = |p: Phase| !policy.notify_enabled || host.notified == Some(p);
+    match phase {
+        Phase::Released if notified(Phase::Released) => Availability::Free,
+        // A failed reservation whose time is over frees the host once its image is gone and
+        // Metal3 has it `available` again (its END may never come).
+        Phase::Failed
+            if holder.has_ended(now)
+                && notified(Phase::Failed)
+                && !needs_stop(policy, host)
+                && host.status.state == ProvisioningState::Available =>
+        {
+            Availability::Free
+        }
+        _ => Availability::Busy,
+    }
+}
+
+/// Why `host` may not be taken by anyone through this sidecar, if so.
+fn refusal(policy: &Policy, host: &Host) -> Option<Decision> {
+    if let Some(why) = host.unprovisionable() {
+        return Some(Decision::answer(
+            Outcome::Unavailable,
+            format!("Metal3 would never provision this host: {why}"),
+        ));
+    }
+    if let Some(c) = &host.spec.consumer_ref
+        && !c.is_reservation(&policy.prefix)
+    {
+        return Some(Decision::answer(
+            Outcome::Conflict,
+            format!(
+                "the host is in use by {} (spec.consumerRef); nothing changed",
+                c.describe()
+            ),
+        ));
+    }
+    let deprovision_url = policy.deprovision_image.as_ref().map(|i| i.url.as_str());
+    if let Some(url) = &host.spec.image_url
+        && Some(url.as_str()) != deprovision_url
+    {
+        return Some(Decision::answer(
+            Outcome::Conflict,
+            "the host is in use outside the reservation system (spec.image is set); nothing changed",
+        ));
+    }
+    None
+}
+
+/// EVENT_START of reservation `req` on `host`.
+pub fn decide_start(
+    keys: &Keys,
+    policy: &Policy,
+    host: &Host,
+    req: &Holder,
+    now: Timestamp,
+) -> Decision {
+    let rv = &host.resource_version;
+    if let Some(end) = req.event_end.filter(|_| req.has_ended(now)) {
+        return Decision::answer(
+            Outcome::Expired,
+            format!("the reservation ended at {end}; nothing changed"),
+        );
+    }
+    if host.has_ended(&req.event_id) {
+        return Decision::answer(
+            Outcome::Expired,
+            "this reservation's EVENT_END was already received; nothing changed",
+        );
+    }
+    if let (Some(holder), Some(phase)) = (&host.holder, host.phase)
+        && holder.event_id == req.event_id
+    {
+        if holder.user_id != req.user_id {
+            return Decision::answer(
+                Outcome::Conflict,
+                "this event id holds the host for another user",
+            );
+        }
+        return match phase {
+            Phase::Provisioning => {
+                Decision::answer(Outcome::Provisioning, "provisioning in progress")
+            }
+            Phase::Provisioned => Decision::answer(Outcome::AlreadyDone, "provisioned"),
+            Phase::Failed => Decision::answer(
+                Outcome::AlreadyDone,
+                format!("provisioning failed: {}", host.detail),
+            ),
+            Phase::Deprovisioning | Phase::Released => {
+                Decision::answer(Outcome::Expired, "this reservation has already ended")
+            }
+        };
+    }
+    let take = || {
+        Decision::write(
+            Outcome::Provisioning,
+            "provisioning started",
+            AnnotationPatch::on(keys, rv)
+                .holder(req)
+                .phase(Phase::Provisioning, now, "")
+                .notified(None)
+                .pending(None)
+                .consumer_ref(Some(&policy.consumer(host, req)))
+                .build(),
+        )
+    };
+    match availability(policy, host, now) {
+        Availability::Free => {
+            let waiting_other = host
+                .pending
+                .as_ref()
+                .is_some_and(|p| !p.same_reservation(req) && !pending_dropped(host, p, now));
+            if waiting_other {
+                // The queued start comes first; the reconciler hands the host over to it.
+                return queue(keys, host, req, now);
+            }
+            refusal(policy, host).unwrap_or_else(take)
+        }
+        Availability::Busy => queue(keys, host, req, now),
+    }
+}
+
+/// A queued start that will never run: its reservation's eventEnd passed, or its END came.
+pub(super) fn pending_dropped(host: &Host, p: &Holder, now: Timestamp) -> bool {
+    p.has_ended(now) || host.has_ended(&p.event_id)
+}
+
+fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
+    let rv = &host.resource_version;
+    match &host.pending {
+        Some(p) if p.same_reservation(req) => Decision::answer(Outcome::Provisioning, QUEUED),
+        Some(p) if !pending_dropped(host, p, now) => Decision::answer(
+            Outcome::Conflict,
+            format!(
+                "another reservation (event {}) is already waiting for this host",
+                p.event_id
+            ),
+        ),
+        // Nothing queued, or what is queued will never run: queue this one.
+        _ => Decision::write(
+            Outcome::Provisioning,
+            QUEUED,
+            AnnotationPatch::on(keys, rv).pending(Some(req)).build(),
+        ),
+    }
+}
+
+/// EVENT_END of reservation `req` on `host`. Honoured at any age: it only ever frees what
+/// this reservation holds, and it is remembered so a late START of it never provisions. An
+/// outcome (`provisioned`, `failed`) not yet notified stays owed and is delivered before
+/// `released`.
+pub fn decide_end(
+    keys: &Keys,
+    policy: &Policy,
+    host: &Host,
+    req: &Holder,
+    now: Timestamp,
+) -> Decision {
+    let rv = &host.resource_version;
+    let ended = with_ended(&host.ended, &req.event_id, req.event_end, now);
+    if let (Some(holder), Some(phase)) = (&host.holder, host.phase)
+        && holder.event_id == req.event_id
+    {
+        if holder.user_id != req.user_id {
+            return Decision::answer(
+                Outcome::Conflict,
+                "this event id holds the host for another user",
+            );
+        }
+        return match phase {
+            Phase::Provisioning | Phase::Provisioned | Phase::Failed => {
+                let owed = (policy.notify_enabled
+                    && phase != Phase::Provisioning
+                    && host.notified != Some(phase))
+                .then(|| Owed {
+                    outcome: phase,
+                    since: host.phase_since,
+                    detail: host.detail.clone(),
+                });
+                let mut patch = AnnotationPatch::on(keys, rv)
+                    .phase(Phase::Deprovisioning, now, "")
+                    .ended(&ended);
+                if owed.is_some() {
+                    patch = patch.owed(owed.as_ref());
+                }
+                Decision::write(Outcome::Releasing, "release started", patch.build())
+            }
+            Phase::Deprovisioning => Decision::answer(Outcome::Releasing, "release in progress"),
+            Phase::Released => Decision::answer(Outcome::AlreadyDone, "released"),
+        };
+    }
+    if host
+        .pending
+        .as_ref()
+        .is_some_and(|p| p.same_reservation(req))
+    {
+        return Decision::write(
+            Outcome::Releasing,
+            "the queued start of this reservation was cancelled",
+            AnnotationPatch::on(keys, rv)
+                .pending(None)
+                .ended(&ended)
+                .build(),
+        );
+    }
+    let (outcome, detail) = match &host.holder {
+        Some(_) => (
+            Outcome::Conflict,
+            "the host is held by another reservation; nothing released",
+        ),
+        None => (
+            Outcome::AlreadyDone,
+            "the host is not held by this reservation; nothing released",
+        ),
+    };
+    if host.has_ended(&req.event_id) {
+        return Decision::answer(outcome, detail);
+    }
+    // Remembered, so that a START of this reservation arriving late is refused.
+    Decision::write(
+        outcome,
+        detail,
+        AnnotationPatch::on(keys, rv).ended(&ended).build(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ConsumerRef;
+    use crate::model::fixtures::*;
+    use crate::plan::fixtures::*;
+    use serde_json::json;
+
+    fn start(host: &Host, req: &Holder) -> Decision {
+        decide_start(&keys(), &policy(), host, req, now())
+    }
+
+    #[test]
+    fn start_on_a_free_host_takes_it_with_a_consumer_ref() {
+        let h = holder("101", "u1");
+        let d = start(&host(), &h);
+        assert_eq!(d.outcome, Outcome::Provisioning);
+        let p = d.patch.unwrap();
+        assert_eq!(p["metadata"]["resourceVersion"], "10");
+        assert_eq!(ann(&p, "event-id"), "101");
+        assert_eq!(ann(&p, "phase"), "provisioning");
+        assert_eq!(ann(&p, "event-end"), "1970-01-02T00:00:00Z");
+        assert_eq!(ann(&p, "pending-start"), &Value::Null);
+        assert_eq!(
+            p["spec"]["consumerRef"],
+            json!({"apiVersion": "reservations.polito.it/v1", "kind": "Reservation",
+                   "name": "101", "namespace": "ns"})
+        );
+    }
+
+    #[test]
+    fn repeated_start_changes_nothing() {
+        let h = holder("101", "u1");
+        for (phase, want) in [
+            (Phase::Provisioning, Outcome::Provisioning),
+            (Phase::Provisioned, Outcome::AlreadyDone),
+            (Phase::Failed, Outcome::AlreadyDone),
+            (Phase::Deprovisioning, Outcome::Expired),
+            (Phase::Released, Outcome::Expired),
+        ] {
+            let d = start(&host().held(&h, phase), &h);
+            assert_eq!((d.outcome, d.patch), (want, None), "{phase}");
+        }
+    }
+
+    #[test]
+    fn a_start_of_an_ended_reservation_never_provisions() {
+        let a = holder("101", "u1");
+        // Its eventEnd has passed.
+        let mut late = a.clone();
+        late.event_end = Some(at(5));
+        let d = start(&host(), &late);
+        assert_eq!((d.outcome, d.patch.is_none()), (Outcome::Expired, true));
+        // Its END was received before, and the host went on to another reservation.
+        let b = holder("202", "u2");
+        let mut h = host().held(&b, Phase::Provisioned);
+        h.ended = [("101".to_owned(), at(1000))].into();
+        let d = start(&h, &a);
+        assert_eq!(
+            (d.outcome, d.patch.is_none()),
+            (Outcome::Expired, true),
+            "{d:?}"
+        );
+        // ... also on a free host.
+        let mut free = host();
+        free.ended = h.ended.clone();
+        assert_eq!(start(&free, &a).outcome, Outcome::Expired);
+    }
+
+    #[test]
+    fn an_end_is_remembered_so_a_late_start_is_refused() {
+        let k = keys();
+        let a = holder("101", "u1");
+        let b = holder("202", "u2");
+        // END of a reservation that never got the host (its START was lost or is late).
+        let held = host().held(&b, Phase::Provisioned);
+        let d = decide_end(&k, &policy(), &held, &a, now());
+        assert_eq!(d.outcome, Outcome::Conflict);
+        let p = d.patch.unwrap();
+        assert_eq!(ann(&p, "phase"), &Value::Null, "the holder is untouched");
+        let ended: std::collections::BTreeMap<String, Timestamp> =
+            serde_json::from_str(ann(&p, "ended").as_str().unwrap()).unwrap();
+        assert!(ended.contains_key("101"));
+        // The holder's own END records itself too.
+        let d = decide_end(
+            &k,
+            &policy(),
+            &host().held(&a, Phase::Provisioned),
+            &a,
+            now(),
+        );
+        assert!(
+            ann(d.patch.as_ref().unwrap(), "ended")
+                .as_str()
+                .unwrap()
+                .contains("\"101\"")
+        );
+        // A repeated END of a reservation already remembered writes nothing.
+        let mut remembered = host();
+        remembered.ended = ended;
+        let d = decide_end(&k, &policy(), &remembered, &a, now());
+        assert_eq!((d.outcome, d.patch), (Outcome::AlreadyDone, None));
+    }
+
+    #[test]
+    fn start_on_a_held_host_is_queued_once() {
+        let a = holder("101", "u1");
+        let b = holder("202", "u2");
+        let c = holder("303", "u3");
+        let held = host().held(&a, Phase::Provisioned);
+        let d = start(&held, &b);
+        assert_eq!(d.outcome, Outcome::Provisioning);
+        assert!(
+            ann(d.patch.as_ref().unwrap(), "pending-start")
+                .as_str()
+                .unwrap()
+                .contains("\"eventId\":\"202\"")
+        );
+        let queued = held.clone().with_pending(&b);
+        assert_eq!(
+            start(&queued, &b),
+            Decision::answer(Outcome::Provisioning, QUEUED)
+        );
+        assert_eq!(start(&queued, &c).outcome, Outcome::Conflict);
+        // A queued start whose reservation has ended gives its place up.
+        let mut gone = b.clone();
+        gone.event_end = Some(at(5));
+        let d = start(&held.clone().with_pending(&gone), &c);
+        assert_eq!(d.outcome, Outcome::Provisioning);
+        assert!(d.patch.is_some());
+    }
+
+    #[test]
+    fn start_on_a_released_host_waits_for_the_release_notification() {
+        let a = holder("101", "u1");
+        let b = holder("202", "u2");
+        let mut released = host().held(&a, Phase::Released);
+        released.spec.consumer_ref = None;
+        let d = start(&released, &b);
+        assert_eq!(d.detail, QUEUED);
+        let mut no_notify = policy();
+        no_notify.notify_enabled = false;
+        let d = decide_start(&keys(), &no_notify, &released, &b, now());
+        assert_eq!(d.detail, "provisioning started");
+        released.notified = Some(Phase::Released);
+        assert_eq!(start(&released, &b).detail, "provisioning started");
+    }
+
+    #[test]
+    fn hosts_used_elsewhere_or_unprovisionable_are_refused_at_once() {
+        let req = holder("1", "u");
+        let mut image = host();
+        image.spec.image_url = Some("http://other".into());
+        assert_eq!(start(&image, &req).outcome, Outcome::Conflict);
+        let mut capi = host();
+        capi.spec.consumer_ref = Some(ConsumerRef {
+            api_version: "infrastructure.cluster.x-k8s.io/v1beta1".into(),
+            kind: "Metal3Machine".into(),
+            name: "m-0".into(),
+            namespace: "ns".into(),
+        });
+        let d = start(&capi, &req);
+        assert_eq!(d.outcome, Outcome::Conflict);
+        assert!(d.detail.contains("Metal3Machine/m-0"), "{}", d.detail);
+        let mut paused = host();
+        paused.paused = true;
+        let d = start(&paused, &req);
+        assert_eq!((d.outcome, d.patch), (Outcome::Unavailable, None));
+        // A released host is checked again before it is taken.
+        let mut released = host().held(&holder("9", "v"), Phase::Released);
+        released.notified = Some(Phase::Released);
+        released.spec.consumer_ref = capi.spec.consumer_ref.clone();
+        assert_eq!(start(&released, &req).outcome, Outcome::Conflict);
+        released.spec.consumer_ref = None;
+        released.spec.custom_deploy = true;
+        assert_eq!(start(&released, &req).outcome, Outcome::Unavailable);
+    }
+
+    #[test]
+    fn a_failed_host_past_its_reservation_is_free_again() {
+        let mut a = holder("101", "u1");
+        a.event_end = Some(at(5));
+        let b = holder("202", "u2");
+        let mut failed = host().held(&a, Phase::Failed);
+        failed.notified = Some(Phase::Failed);
+        assert_eq!(start(&failed, &b).detail, "provisioning started");
+        // Not while Metal3 still has its image.
+        failed.spec.image_url = Some(policy().image.url);
+        assert_eq!(start(&failed, &b).detail, QUEUED);
+    }
+
+    #[test]
+    fn end_only_from_the_holder() {
+        let k = keys();
+        let a = holder("101", "u1");
+        let b = holder("202", "u2");
+        let held = host().held(&a, Phase::Provisioned);
+        assert_eq!(
+            decide_end(&k, &policy(), &held, &b, now()).outcome,
+            Outcome::Conflict
+        );
+        assert_eq!(
+            decide_end(&k, &policy(), &host(), &b, now()).outcome,
+            Outcome::AlreadyDone
+        );
+        let mut wrong_user = a.clone();
+        wrong_user.user_id = "mallory".into();
+        assert_eq!(
+            decide_end(&k, &policy(), &held, &wrong_user, now()).outcome,
+            Outcome::Conflict
+        );
+        let d = decide_end(&k, &policy(), &held, &a, now());
+        assert_eq!(d.outcome, Outcome::Releasing);
+        assert_eq!(ann(d.patch.as_ref().unwrap(), "phase"), "deprovisioning");
+        let end = |p| decide_end(&k, &policy(), &host().held(&a, p), &a, now()).outcome;
+        assert_eq!(end(Phase::Deprovisioning), Outcome::Releasing);
+        assert_eq!(end(Phase::Released), Outcome::AlreadyDone);
+        // An END long after its reservation is still honoured.
+        let mut late = a.clone();
+        late.event_end = Some(at(1));
+        assert_eq!(
+            decide_end(&k, &policy(), &held, &late, at(1_000_000)).outcome,
+            Outcome::Releasing
+        );
+        // The end of a queued reservation cancels its queued start.
+        let queued = held.with_pending(&b);
+        let d = decide_end(&k, &policy(), &queued, &b, now());
+        assert_eq!(d.outcome, Outcome::Releasing);
+        assert_eq!(
+            ann(d.patch.as_ref().unwrap(), "pending-start"),
+            &Value::Null
+        );
+    }
+}
