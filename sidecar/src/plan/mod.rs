@@ -2,7 +2,7 @@
 //! the reconciler does next for a host ([`steps`]), who sends a notification ([`claim`]), and
 //! what happens to an existing userData Secret ([`secret`]).
 //!
-//! Every function here takes a [`Host`](crate::model::Host) snapshot and returns a plan; the
+//! Every function here takes a [`Host`] snapshot and returns a plan; the
 //! I/O modules carry the plan out with the snapshot's resourceVersion as precondition, so a
 //! plan made on a stale snapshot fails with 409 and is made again.
 //!
