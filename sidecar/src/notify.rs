@@ -78,19 +78,10 @@ impl Notification {
     /// or the earlier one the holder is owed (with that phase's time and detail).
     pub fn for_host(host: &Host, phase: Phase) -> Option<Self> {
         let h = host.holder.as_ref()?;
-        if let Some(owed) = host.owed.as_ref().filter(|o| o.outcome == phase) {
-            return Some(Notification {
-                event_id: h.event_id.clone(),
-                resource_id: h.resource_id,
-                resource_name: h.resource_name.clone(),
-                bmh: host.key(),
-                username: h.username.clone(),
-                user_id: h.user_id.clone(),
-                outcome: phase,
-                detail: owed.detail.clone(),
-                timestamp: owed.since.map(|t| t.to_string()).unwrap_or_default(),
-            });
-        }
+        let (detail, since) = match host.owed.as_ref().filter(|o| o.outcome == phase) {
+            Some(owed) => (&owed.detail, owed.since),
+            None => (&host.detail, host.phase_since),
+        };
         Some(Notification {
             event_id: h.event_id.clone(),
             resource_id: h.resource_id,
@@ -99,8 +90,8 @@ impl Notification {
             username: h.username.clone(),
             user_id: h.user_id.clone(),
             outcome: phase,
-            detail: host.detail.clone(),
-            timestamp: host.phase_since.map(|t| t.to_string()).unwrap_or_default(),
+            detail: detail.clone(),
+            timestamp: since.map(|t| t.to_string()).unwrap_or_default(),
         })
     }
 

@@ -5,23 +5,11 @@
 //! take on; the serializer must quote or escape each.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
 use bmh_sidecar::cloudinit::render;
 use bmh_sidecar::model::Holder;
 use serde_json::{Value, json};
-
-fn venv_python() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let py = root.join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run tools/envoy-venv.sh (make test does)",
-        py.display()
-    );
-    py
-}
 
 /// Loads each document with `yaml.safe_load` and returns what it became, as JSON.
 fn safe_load_all(docs: &[String]) -> Vec<Value> {
@@ -32,20 +20,7 @@ fn safe_load_all(docs: &[String]) -> Vec<Value> {
                   \x20   assert d.startswith('#cloud-config\\n')\n\
                   \x20   out.append(yaml.safe_load(d))\n\
                   json.dump(out, sys.stdout)\n";
-    let mut child = Command::new(venv_python())
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(docs).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::venv_python(script, &serde_json::to_value(docs).unwrap());
     assert!(
         out.status.success(),
         "PyYAML refused a document: {}",

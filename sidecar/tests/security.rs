@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -200,16 +198,6 @@ async fn a_secret_the_sidecar_did_not_write_is_never_overwritten_or_deleted() {
     assert_eq!(user_data(&s), "#cloud-config\n{}\n");
 }
 
-fn venv_python() -> std::path::PathBuf {
-    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run tools/envoy-venv.sh",
-        py.display()
-    );
-    py
-}
-
 /// Verifies `r` with the Standard Webhooks reference library (PyPI `standardwebhooks`), as a
 /// receiver would; `Err` with the library's message when it refuses.
 fn verify_with_library(secret: &str, r: &kube_harness::Recorded) -> Result<Value, String> {
@@ -231,20 +219,7 @@ fn verify_with_library(secret: &str, r: &kube_harness::Recorded) -> Result<Value
                   except Exception as e:\n\
                   \x20   print(type(e).__name__ + ': ' + str(e)); sys.exit(3)\n\
                   json.dump(out, sys.stdout)\n";
-    let mut child = Command::new(venv_python())
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = venv_python(script, &input);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     match out.status.code() {
         Some(0) => Ok(serde_json::from_str(&text).unwrap()),

@@ -78,6 +78,28 @@ impl Decision {
     }
 }
 
+/// The holder's phase when `req`'s event holds the host: `Ok` for the same user, `Err` when
+/// that event id holds it for another user (which neither START nor END may touch).
+fn held_by(host: &Host, req: &Holder) -> Option<Result<Phase, ()>> {
+    let (Some(holder), Some(phase)) = (&host.holder, host.phase) else {
+        return None;
+    };
+    (holder.event_id == req.event_id).then(|| {
+        if holder.user_id == req.user_id {
+            Ok(phase)
+        } else {
+            Err(())
+        }
+    })
+}
+
+fn other_user() -> Decision {
+    Decision::answer(
+        Outcome::Conflict,
+        "this event id holds the host for another user",
+    )
+}
+
 const QUEUED: &str = "queued: the host is released from an earlier reservation first";
 
 /// Whether a START may take `host` now, must wait for it, or may not have it at all.
@@ -161,15 +183,10 @@ pub fn decide_start(
             "this reservation's EVENT_END was already received; nothing changed",
         );
     }
-    if let (Some(holder), Some(phase)) = (&host.holder, host.phase)
-        && holder.event_id == req.event_id
-    {
-        if holder.user_id != req.user_id {
-            return Decision::answer(
-                Outcome::Conflict,
-                "this event id holds the host for another user",
-            );
-        }
+    if let Some(phase) = held_by(host, req) {
+        let Ok(phase) = phase else {
+            return other_user();
+        };
         return match phase {
             Phase::Provisioning => {
                 Decision::answer(Outcome::Provisioning, "provisioning in progress")
@@ -251,15 +268,10 @@ pub fn decide_end(
 ) -> Decision {
     let rv = &host.resource_version;
     let ended = with_ended(&host.ended, &req.event_id, req.event_end, now);
-    if let (Some(holder), Some(phase)) = (&host.holder, host.phase)
-        && holder.event_id == req.event_id
-    {
-        if holder.user_id != req.user_id {
-            return Decision::answer(
-                Outcome::Conflict,
-                "this event id holds the host for another user",
-            );
-        }
+    if let Some(phase) = held_by(host, req) {
+        let Ok(phase) = phase else {
+            return other_user();
+        };
         return match phase {
             Phase::Provisioning | Phase::Provisioned | Phase::Failed => {
                 let owed = (policy.notify_enabled

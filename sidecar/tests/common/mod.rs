@@ -452,6 +452,33 @@ pub fn check_notification(r: &Recorded) -> Value {
     body
 }
 
+/// Runs `script` with the test bench venv's Python (`tools/envoy-venv.sh` installs it with
+/// tools/test-requirements.txt), `input` as JSON on its stdin. Fails the test when the venv
+/// is missing (never skips).
+pub fn venv_python(script: &str, input: &Value) -> std::process::Output {
+    use std::io::Write as _;
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run tools/envoy-venv.sh (make test does)",
+        py.display()
+    );
+    let mut child = Command::new(py)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// A sample event (`START` or `END`) as JSON, its reservations running now (started an hour
 /// ago, ending in a day): the sidecar never provisions a reservation whose eventEnd passed.
 pub fn sample(fixture: &str) -> Value {

@@ -14,21 +14,6 @@ use kube_harness::{get_bmh, wait_for_bmh};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The sidecar's count of `/webhook` requests, from its metrics.
-fn sidecar_webhook_requests(stack: &Stack) -> u64 {
-    stack
-        .sidecar
-        .metrics()
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            l.starts_with("bmh_sidecar_http_requests_total") && l.contains("path=\"/webhook\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_restarted_mid_delivery_loses_nothing_and_doubles_nothing() {
     let mut stack = Stack::start(StackOptions::default()).await.unwrap();
@@ -36,7 +21,7 @@ async fn envoy_restarted_mid_delivery_loses_nothing_and_doubles_nothing() {
     let ns = stack.namespace.clone();
     let body = fresh(&fixture("event-start.json").unwrap());
     let sig = sign(&stack.secret, &body);
-    let before = sidecar_webhook_requests(&stack);
+    let before = stack.sidecar_webhook_requests();
 
     // Headers and half the body, then Envoy dies.
     let addr = stack.listener();
@@ -59,7 +44,7 @@ async fn envoy_restarted_mid_delivery_loses_nothing_and_doubles_nothing() {
         "a cut delivery was answered as a success"
     );
     assert_eq!(
-        sidecar_webhook_requests(&stack),
+        stack.sidecar_webhook_requests(),
         before,
         "the half-sent delivery reached the sidecar"
     );
@@ -83,5 +68,5 @@ async fn envoy_restarted_mid_delivery_loses_nothing_and_doubles_nothing() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sink.received().len(), 1);
-    assert_eq!(sidecar_webhook_requests(&stack), before + 1);
+    assert_eq!(stack.sidecar_webhook_requests(), before + 1);
 }

@@ -27,19 +27,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.unwrap()
 }
 
-/// Sum of the sidecar's `/webhook` request counters, whatever their labels: the proof that a
-/// request did (or did not) reach it.
-fn sidecar_webhook_requests(stack: &Stack) -> u64 {
-    let text = stack.sidecar.metrics().unwrap();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("bmh_sidecar_http_requests_total") && l.contains("path=\"/webhook\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_sample_event_provisions_the_host_and_notifies_then_end_releases_it() {
     let stack = Stack::start(StackOptions::default()).await.unwrap();
@@ -126,7 +113,7 @@ async fn requests_rejected_at_the_edge_never_reach_the_sidecar() {
     let admin = stack.admin.clone().unwrap();
     let addr = stack.listener();
     let secret = stack.secret.clone();
-    let before = sidecar_webhook_requests(&stack);
+    let before = stack.sidecar_webhook_requests();
     let bmh_before = get_bmh(&admin, &stack.namespace, "lab-server-a1")
         .await
         .unwrap();
@@ -223,7 +210,7 @@ async fn requests_rejected_at_the_edge_never_reach_the_sidecar() {
     );
 
     assert_eq!(
-        sidecar_webhook_requests(&stack),
+        stack.sidecar_webhook_requests(),
         before,
         "the sidecar received a rejected request"
     );
@@ -240,7 +227,7 @@ async fn requests_rejected_at_the_edge_never_reach_the_sidecar() {
     let good = fresh(&fixture("event-start.json").unwrap());
     let ok = stack.send_signed(good).await.unwrap();
     assert_eq!(ok.status, 200);
-    assert_eq!(sidecar_webhook_requests(&stack), before + 1);
+    assert_eq!(stack.sidecar_webhook_requests(), before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
