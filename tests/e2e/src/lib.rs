@@ -85,6 +85,11 @@ pub struct StackOptions {
     pub notify_url: Option<String>,
     /// Sidecar log level.
     pub log_level: String,
+    /// Envoy's log level (`-l`); `trace` logs every component, the filter's VM included.
+    pub envoy_log_level: String,
+    /// The previous webhook secret of a rotation (`WEBHOOK_SECRET_PREVIOUS`), given to both
+    /// Envoy and the sidecar; None: unset.
+    pub previous_secret: Option<String>,
     /// Delay of each simulated Metal3 step (the local run slows it down to be watchable).
     pub operator_step_delay: Duration,
 }
@@ -99,6 +104,8 @@ impl Default for StackOptions {
             sidecar_env: Vec::new(),
             notify_url: None,
             log_level: "INFO".into(),
+            envoy_log_level: "info".into(),
+            previous_secret: None,
             operator_step_delay: Duration::from_millis(200),
         }
     }
@@ -205,6 +212,9 @@ impl Stack {
             ("PROVISION_IMAGE_FORMAT".into(), "qcow2".into()),
             ("LOG_LEVEL".into(), opts.log_level.clone()),
         ];
+        if let Some(previous) = &opts.previous_secret {
+            env.push(("WEBHOOK_SECRET_PREVIOUS".into(), previous.clone()));
+        }
         if let Some(kc) = &sidecar_kubeconfig {
             env.push(("KUBECONFIG".into(), kc.display().to_string()));
         }
@@ -226,7 +236,12 @@ impl Stack {
         if opts.listen_on_all_interfaces {
             config.listener_address = "0.0.0.0".into();
         }
-        let envoy = Envoy::start(&config, &[("WEBHOOK_SECRET", opts.secret.as_str())])?;
+        config.log_level = opts.envoy_log_level.clone();
+        let mut envoy_env = vec![("WEBHOOK_SECRET", opts.secret.as_str())];
+        if let Some(previous) = &opts.previous_secret {
+            envoy_env.push(("WEBHOOK_SECRET_PREVIOUS", previous.as_str()));
+        }
+        let envoy = Envoy::start(&config, &envoy_env)?;
 
         Ok(Stack {
             envoy,
