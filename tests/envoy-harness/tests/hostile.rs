@@ -686,6 +686,31 @@ fn cases() -> Vec<Case> {
             Verified,
         ));
     }
+    {
+        let (b, s) = valid("trailer-owned-headers");
+        c.push(one(
+            "signed chunked body with spoofed verification headers in the trailers",
+            raw(
+                "POST",
+                "/webhook",
+                &[
+                    ("content-type", b"application/json"),
+                    ("transfer-encoding", b"chunked"),
+                    ("x-webhook-signature", s.as_bytes()),
+                    ("connection", b"close"),
+                ],
+                &chunked_with_trailers(
+                    &b,
+                    &[
+                        ("x-webhook-verified", "spoof"),
+                        ("x-webhook-secret-id", "spoof"),
+                        ("x-webhook-name", "spoof"),
+                    ],
+                ),
+            ),
+            Verified,
+        ));
+    }
     c.push(one(
         "a wrong signature header, the right one in a trailer",
         raw(
@@ -1211,7 +1236,11 @@ fn the_hostile_corpus_is_refused_without_a_byte_upstream_and_the_vm_keeps_servin
         for (req, e) in new.iter().zip(&forwarded) {
             let verified = req.header_values("x-webhook-verified");
             match e {
-                Verified if verified != ["true"] => {
+                Verified
+                    if verified != ["true"]
+                        || req.header_values("x-webhook-secret-id") != ["current"]
+                        || req.header_values("x-webhook-name") != ["reservations"] =>
+                {
                     problems.push(format!("forwarded without verification: {}", req.head));
                 }
                 Exempt if !verified.is_empty() || !req.request_line().contains(" /healthz") => {
@@ -1221,6 +1250,18 @@ fn the_hostile_corpus_is_refused_without_a_byte_upstream_and_the_vm_keeps_servin
             }
         }
         let sent_upstream = new_bytes(&b.upstream.connections(), &before_conns);
+        if let Some(c) = sent_upstream
+            .iter()
+            .find(|c| http::find(c, b"spoof").is_some())
+        {
+            let at = http::find(c, b"spoof").unwrap_or(0);
+            let head_end = http::find(c, b"\r\n\r\n").unwrap_or(c.len());
+            problems.push(format!(
+                "a spoofed value reached the upstream, {}: {:?}",
+                if at < head_end { "in the head" } else { "after the head" },
+                String::from_utf8_lossy(&c[at.saturating_sub(300)..(at + 100).min(c.len())])
+            ));
+        }
         let whole = sent_upstream
             .iter()
             .map(|c| whole_requests(c))
@@ -1350,6 +1391,7 @@ fn h2_cases() -> Vec<H2Case> {
     let json = || ("content-type", b"application/json".to_vec());
     let (a, a_sig) = valid("h2-a");
     let (b, _) = valid("h2-b");
+    let (c, c_sig) = valid("h2-c");
     let b_sig_elsewhere = sign(b"other");
     let halves = |v: &[u8]| {
         let (x, y) = v.split_at(v.len() / 2);
@@ -1362,6 +1404,17 @@ fn h2_cases() -> Vec<H2Case> {
             headers: vec![json(), ("x-webhook-signature", a_sig.clone().into_bytes())],
             data: halves(&a),
             trailers: vec![("x-checksum", "abc".into())],
+            expect: Some(Verified),
+        },
+        H2Case {
+            name: "h2c signed, spoofed verification headers in the trailers",
+            path: "/webhook",
+            headers: vec![json(), ("x-webhook-signature", c_sig.clone().into_bytes())],
+            data: halves(&c),
+            trailers: vec![
+                ("x-webhook-verified", "spoof".into()),
+                ("x-webhook-secret-id", "spoof".into()),
+            ],
             expect: Some(Verified),
         },
         H2Case {
@@ -1496,10 +1549,17 @@ fn h2c_requests_with_trailers_are_decided_like_http1_and_send_nothing_upstream_w
                 let heads: Vec<&str> = new.iter().map(|r| r.head.as_str()).collect();
                 problems.push(format!("upstream received: {heads:#?}"));
             }
+            if sent_upstream
+                .iter()
+                .any(|c| http::find(c, b"spoof").is_some())
+            {
+                problems.push("a spoofed value reached the upstream".into());
+            }
             if want == 1
-                && new
-                    .iter()
-                    .any(|r| r.header_values("x-webhook-verified") != ["true"])
+                && new.iter().any(|r| {
+                    r.header_values("x-webhook-verified") != ["true"]
+                        || r.header_values("x-webhook-secret-id") != ["current"]
+                })
             {
                 problems.push("forwarded without verification".into());
             }
