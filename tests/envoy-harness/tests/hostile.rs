@@ -1258,7 +1258,11 @@ fn the_hostile_corpus_is_refused_without_a_byte_upstream_and_the_vm_keeps_servin
             let head_end = http::find(c, b"\r\n\r\n").unwrap_or(c.len());
             problems.push(format!(
                 "a spoofed value reached the upstream, {}: {:?}",
-                if at < head_end { "in the head" } else { "after the head" },
+                if at < head_end {
+                    "in the head"
+                } else {
+                    "after the head"
+                },
                 String::from_utf8_lossy(&c[at.saturating_sub(300)..(at + 100).min(c.len())])
             ));
         }
