@@ -37,9 +37,16 @@ bmo=$(tools/build-bmo.sh)
 bmo_src=$(sed -n 's/^BMO_SRC=//p' <<<"$bmo")
 bmo_bin=$(sed -n 's/^BMO_BIN=//p' <<<"$bmo")
 
+# --- fuzzing toolchain (issue 9) ----------------------------------------------------------
+# Nightly (rustup, used by fuzz/ only) and cargo-fuzz, built once into
+# ~/.cache/bmh-webhook/cargo-fuzz-<version>/; a second run costs nothing.
+cargo_fuzz=$(tools/install-cargo-fuzz.sh)
+# --- end of fuzzing toolchain -------------------------------------------------------------
+
 echo "export KUBE_TESTBIN='$kube_testbin'"
 echo "export ENVOY_BIN='$envoy_bin'"
 echo "export WASM_BINDGEN_DIR='$wasm_bindgen_dir'"
 echo "export KUSTOMIZE_BIN='$kustomize_bin'"
 echo "export BMO_SRC='$bmo_src'"
 echo "export BMO_BIN='$bmo_bin'"
+echo "export CARGO_FUZZ='$cargo_fuzz'"

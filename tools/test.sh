@@ -27,5 +27,12 @@ step "core tests under wasm-bindgen-test (wasm32-unknown-unknown, Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_DIR/wasm-bindgen-test-runner" \
   cargo test -p webhook-core --target wasm32-unknown-unknown --locked
 
+# --- fuzzing (issue 9) -------------------------------------------------------------------
+# Bounded: FUZZ_SECONDS (20) per target, 5 targets, so about 100 s of fuzzing plus the build
+# (nightly, cached outside the repository; docs/testing.md). A crash fails the run.
+step "fuzz the filter core: ${FUZZ_SECONDS:-20} s per target"
+tools/fuzz.sh "${FUZZ_SECONDS:-20}"
+# --- end of fuzzing -----------------------------------------------------------------------
+
 step "all native tests: unit, Envoy, real kube-apiserver, end to end"
 cargo test --workspace --locked

@@ -85,6 +85,11 @@ pub struct StackOptions {
     pub notify_url: Option<String>,
     /// Sidecar log level.
     pub log_level: String,
+    /// Envoy's log level (`-l`); `trace` logs every component, the filter's VM included.
+    pub envoy_log_level: String,
+    /// The previous webhook secret of a rotation (`WEBHOOK_SECRET_PREVIOUS`), given to both
+    /// Envoy and the sidecar; None: unset.
+    pub previous_secret: Option<String>,
     /// Delay of each simulated Metal3 step (the local run slows it down to be watchable).
     pub operator_step_delay: Duration,
 }
@@ -99,6 +104,8 @@ impl Default for StackOptions {
             sidecar_env: Vec::new(),
             notify_url: None,
             log_level: "INFO".into(),
+            envoy_log_level: "info".into(),
+            previous_secret: None,
             operator_step_delay: Duration::from_millis(200),
         }
     }
@@ -125,8 +132,13 @@ pub struct Stack {
     pub secret: String,
     /// A private API server (local run), stopped last.
     pub owned_apiserver: Option<ApiServer>,
-    /// Envoy's configuration, to start it again on the same ports.
+    /// Envoy's configuration and environment, to start it again on the same ports.
     envoy_config: EnvoyConfig,
+    envoy_env: Vec<(String, String)>,
+}
+
+fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 impl Stack {
@@ -207,6 +219,9 @@ impl Stack {
             ("PROVISION_IMAGE_FORMAT".into(), "qcow2".into()),
             ("LOG_LEVEL".into(), opts.log_level.clone()),
         ];
+        if let Some(previous) = &opts.previous_secret {
+            env.push(("WEBHOOK_SECRET_PREVIOUS".into(), previous.clone()));
+        }
         if let Some(kc) = &sidecar_kubeconfig {
             env.push(("KUBECONFIG".into(), kc.display().to_string()));
         }
@@ -228,7 +243,12 @@ impl Stack {
         if opts.listen_on_all_interfaces {
             config.listener_address = "0.0.0.0".into();
         }
-        let envoy = Envoy::start(&config, &[("WEBHOOK_SECRET", opts.secret.as_str())])?;
+        config.log_level = opts.envoy_log_level.clone();
+        let mut envoy_env = vec![("WEBHOOK_SECRET".to_owned(), opts.secret.clone())];
+        if let Some(previous) = &opts.previous_secret {
+            envoy_env.push(("WEBHOOK_SECRET_PREVIOUS".to_owned(), previous.clone()));
+        }
+        let envoy = Envoy::start(&config, &env_refs(&envoy_env))?;
         let envoy_config = config;
 
         Ok(Stack {
@@ -242,6 +262,7 @@ impl Stack {
             secret: opts.secret,
             owned_apiserver,
             envoy_config,
+            envoy_env,
         })
     }
 
@@ -262,10 +283,7 @@ impl Stack {
     /// ports, as a restarted proxy container would.
     pub fn restart_envoy(&mut self) -> Result<()> {
         self.envoy.kill();
-        self.envoy = Envoy::start(
-            &self.envoy_config,
-            &[("WEBHOOK_SECRET", self.secret.as_str())],
-        )?;
+        self.envoy = Envoy::start(&self.envoy_config, &env_refs(&self.envoy_env))?;
         Ok(())
     }
 

@@ -99,6 +99,12 @@ pub struct EnvoyConfig {
     pub extra_paths: Vec<String>,
     /// Timeouts and limits of the edge (see [`EdgeLimits`]).
     pub edge: EdgeLimits,
+    /// Envoy's log level on the command line (`-l`): `info` by default; `trace` or `debug`
+    /// for the tests that search every log line (not part of the rendered YAML).
+    pub log_level: String,
+    /// Per-component levels on the command line (`--component-log-level`, e.g.
+    /// `wasm:trace,http:trace`); empty: none.
+    pub component_log_level: String,
 }
 
 impl EnvoyConfig {
@@ -115,6 +121,8 @@ impl EnvoyConfig {
             buffer_after_filter: true,
             extra_paths: Vec::new(),
             edge: EdgeLimits::deployment(),
+            log_level: "info".into(),
+            component_log_level: String::new(),
         }
     }
 

@@ -129,10 +129,13 @@ impl Envoy {
                 &concurrency.to_string(),
                 "--use-dynamic-base-id",
             ])
-            .args(["-l", "info", "--disable-hot-restart"])
+            .args(["-l", &config.log_level, "--disable-hot-restart"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
+        if !config.component_log_level.is_empty() {
+            cmd.args(["--component-log-level", &config.component_log_level]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -99,6 +99,117 @@ pub fn send(addr: SocketAddr, parts: &[&[u8]]) -> Result<Response> {
     })
 }
 
+/// Like [`send`], but returns the raw bytes received until the connection closed (or went
+/// quiet for [`IO_TIMEOUT`]): for pipelined requests, interim `100 Continue` replies and
+/// replies that are not HTTP at all. Parse them with [`parse_responses`].
+pub fn send_raw(addr: SocketAddr, parts: &[&[u8]]) -> Result<Vec<u8>> {
+    send_raw_until(addr, parts, IO_TIMEOUT, |_| false)
+}
+
+/// Like [`send_raw`], reading until the connection closes, stays silent for `quiet`, or
+/// `done` says the bytes so far are enough (e.g. `|raw| complete_responses(raw) == 2`: Envoy
+/// keeps a connection open for a second after a local reply, waiting for the client to close).
+pub fn send_raw_until(
+    addr: SocketAddr,
+    parts: &[&[u8]],
+    quiet: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| Error::Io("connect", e))?;
+    s.set_read_timeout(Some(quiet))
+        .map_err(|e| Error::Io("set timeout", e))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| Error::Io("set timeout", e))?;
+    s.set_nodelay(true)
+        .map_err(|e| Error::Io("set nodelay", e))?;
+    for (i, p) in parts.iter().enumerate() {
+        if s.write_all(p).and_then(|()| s.flush()).is_err() {
+            break;
+        }
+        if i + 1 < parts.len() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while !done(&raw) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(raw)
+}
+
+/// How many final (non-1xx) responses `raw` holds in full, bodies included.
+pub fn complete_responses(raw: &[u8]) -> usize {
+    let mut n = 0;
+    let mut rest = raw;
+    while let Some((r, used)) = parse_one(rest, false) {
+        rest = &rest[used..];
+        if !(100..200).contains(&r.status) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Every response in `raw`, in order, without interim (1xx) ones. A last response whose body
+/// is shorter than its `content-length` (the reply to a HEAD) is returned with what arrived;
+/// one whose head is incomplete is left out.
+pub fn parse_responses(raw: &[u8]) -> Vec<Response> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some((r, used)) = parse_one(rest, true) {
+        rest = &rest[used..];
+        if !(100..200).contains(&r.status) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// One response at the start of `raw` and the bytes it used: framed by `content-length`,
+/// chunked encoding, or (neither, final reply) the end of the data. `cut_ok`: a body shorter
+/// than its `content-length` at the end of the data is returned as it is.
+fn parse_one(raw: &[u8], cut_ok: bool) -> Option<(Response, usize)> {
+    let end = find(raw, b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let (body, used) = if (100..200).contains(&status) || status == 204 || status == 304 {
+        (Vec::new(), 0)
+    } else if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        dechunk_len(rest)?
+    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        // Shorter than declared only at the end of the data: a HEAD reply (no body), or a cut.
+        if !cut_ok && rest.len() < len {
+            return None;
+        }
+        let len = len.min(rest.len());
+        (rest[..len].to_vec(), len)
+    } else if cut_ok {
+        (rest.to_vec(), rest.len())
+    } else {
+        return None;
+    };
+    Some((
+        Response {
+            status,
+            headers,
+            body,
+        },
+        end + 4 + used,
+    ))
+}
+
 fn parse_response(raw: &[u8]) -> Option<Response> {
     let end = find(raw, b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
