@@ -433,6 +433,79 @@ mod tests {
         );
     }
 
+    /// Every metric the shipped PrometheusRule and Grafana dashboard query exists: the
+    /// sidecar's in this registry (histograms by their `_bucket`/`_sum`/`_count` series), the
+    /// filter's among the counters the filter defines (webhook-core). A renamed metric fails
+    /// here instead of leaving an alert that never fires.
+    #[test]
+    fn monitoring_queries_name_metrics_that_exist() {
+        let m = Metrics::new();
+        m.observe_request("/webhook", 200, Duration::ZERO);
+        m.observe_reconcile(StepKind::Idle, true, Duration::ZERO);
+        m.observe_notification(
+            Phase::Released,
+            Delivery::Delivered,
+            Duration::ZERO,
+            Some(Duration::ZERO),
+        );
+        for family in [
+            &m.requests,
+            &m.results,
+            &m.transitions,
+            &m.notifications,
+            &m.reconcile_errors,
+        ] {
+            inc(family, &[("x", "y")]);
+        }
+        let exposed = m.render();
+        let filter: Vec<&str> = webhook_core::metrics::Outcome::COUNTED
+            .iter()
+            .map(|o| o.metric_name())
+            .collect();
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/components/monitoring");
+        let mut checked = 0;
+        for file in ["prometheusrule.yaml", "dashboard.json"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            for name in metric_names(&text) {
+                checked += 1;
+                if name.starts_with("webhook_filter_") {
+                    assert!(
+                        filter.contains(&name.as_str()),
+                        "{file}: no filter metric {name}"
+                    );
+                } else {
+                    assert!(
+                        exposed.contains(&format!("\n{name}{{"))
+                            || exposed.contains(&format!("\n{name} ")),
+                        "{file}: the sidecar exposes no {name}"
+                    );
+                }
+            }
+        }
+        assert!(checked > 10, "only {checked} metric names found");
+    }
+
+    /// Identifiers starting with `bmh_sidecar_` or `webhook_filter_` in `text`.
+    fn metric_names(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for prefix in ["bmh_sidecar_", "webhook_filter_"] {
+            let mut rest = text;
+            while let Some(i) = rest.find(prefix) {
+                let word: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let before = rest[..i].chars().last();
+                if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    out.push(word.clone());
+                }
+                rest = &rest[i + word.len()..];
+            }
+        }
+        out
+    }
+
     #[test]
     fn every_step_has_a_kind() {
         assert_eq!(StepKind::of(&Step::Idle).as_str(), "idle");
