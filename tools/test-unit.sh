@@ -26,5 +26,7 @@ if [ -n "$missing" ]; then
   echo "test-unit: SKIPPED the wasm32 run: no $missing here (make bootstrap installs them once)" >&2
   exit 0
 fi
-CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$runner" \
+# Without debug info: wasm-bindgen-test-runner rewrites each test module, and debug modules
+# (tens of MB each) take it a minute; these take seconds (built once, kept beside the others).
+CARGO_PROFILE_DEV_DEBUG=0 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$runner" \
   cargo test --locked -p webhook-core --target wasm32-unknown-unknown
