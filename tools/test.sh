@@ -26,6 +26,8 @@ export SIDECAR_BIN="$root/target/debug/bmh-sidecar"
 # --- images (make images): built before the native tests, which check the archives ---
 step "images: OCI archives in out/images, deployable manifests in out/deploy"
 tools/build-images.sh
+step "images: Istio's own Wasm fetcher (istio.io/istio pkg/wasm) reads the filter image"
+tools/istio-wasm-check.sh
 # --- end of images ---
 
 step "core tests under wasm-bindgen-test (wasm32-unknown-unknown, Node)"
