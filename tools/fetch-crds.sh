@@ -31,7 +31,7 @@ command -v jq >/dev/null || { echo "fetch-crds: jq is needed" >&2; exit 1; }
 # Downloads one module (zip only, no dependencies), checks its sum, prints its directory.
 module_dir() { # $1 = module@version, $2 = expected h1 sum
   local json sum dir
-  json=$(cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json "$1")
+  json=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$1")
   sum=$(jq -r .Sum <<<"$json")
   dir=$(jq -r .Dir <<<"$json")
   [ "$sum" = "$2" ] || { echo "fetch-crds: $1 has sum $sum, expected $2" >&2; exit 1; }
@@ -39,6 +39,8 @@ module_dir() { # $1 = module@version, $2 = expected h1 sum
 }
 
 echo "fetch-crds: istio.io/istio@$ISTIO_MODULE_VERSION, sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION, prometheus-operator@$PROMETHEUS_OPERATOR_VERSION (first run only)" >&2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 tmp="$cache.tmp"
 rm -rf "$tmp"
 mkdir -p "$tmp/istio" "$tmp/gateway-api" "$tmp/prometheus-operator"
