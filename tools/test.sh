@@ -23,6 +23,13 @@ export FILTER_WASM
 cargo build -p bmh-sidecar --locked
 export SIDECAR_BIN="$root/target/debug/bmh-sidecar"
 
+# --- images (make images): built before the native tests, which check the archives ---
+step "images: OCI archives in out/images, deployable manifests in out/deploy"
+tools/build-images.sh
+step "images: Istio's own Wasm fetcher (istio.io/istio pkg/wasm) reads the filter image"
+tools/istio-wasm-check.sh
+# --- end of images ---
+
 step "core tests under wasm-bindgen-test (wasm32-unknown-unknown, Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_DIR/wasm-bindgen-test-runner" \
   cargo test -p webhook-core --target wasm32-unknown-unknown --locked

@@ -86,6 +86,11 @@ pub struct Args {
     #[arg(long, env = "SIDECAR_ADDR", default_value = "127.0.0.1:8080")]
     pub sidecar_addr: SocketAddr,
 
+    /// Admin listener for probes and Prometheus (`/healthz`, `/readyz`, `/metrics`; never
+    /// `/webhook`), e.g. `0.0.0.0:9090` in a pod. When set, `/metrics` leaves SIDECAR_ADDR.
+    #[arg(long, env = "ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+
     /// Log level: DEBUG, INFO, WARNING, ERROR (or any tracing filter directive).
     #[arg(long, env = "LOG_LEVEL", default_value = "INFO")]
     pub log_level: String,
@@ -179,6 +184,8 @@ pub struct Config {
     pub image: ImageConfig,
     pub deprovision_image: Option<ImageConfig>,
     pub addr: SocketAddr,
+    /// The admin listener (probes and metrics), when configured.
+    pub admin_addr: Option<SocketAddr>,
     pub log_level: String,
     pub notify_url: Option<String>,
     pub notify_secret: String,
@@ -377,6 +384,7 @@ impl TryFrom<Args> for Config {
             image,
             deprovision_image,
             addr: a.sidecar_addr,
+            admin_addr: a.admin_addr,
             log_level: a.log_level,
             notify_url,
             notify_secret: non_empty(&a.notify_secret).unwrap_or_else(|| a.webhook_secret.clone()),

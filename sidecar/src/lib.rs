@@ -93,8 +93,27 @@ pub async fn run(config: Config) -> Result<()> {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stop| *stop).await;
     }));
+    // The admin listener (probes, metrics) keeps answering while the public one drains.
+    let admin = match state.config.admin_addr {
+        Some(admin_addr) => {
+            let admin_listener = tokio::net::TcpListener::bind(admin_addr).await?;
+            tracing::info!(%admin_addr, "admin listener (probes, metrics)");
+            let mut rx = stop_tx.subscribe();
+            Some(tokio::spawn(server::run_admin(
+                admin_listener,
+                state.clone(),
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
     let served = server::run(listener, state, shutdown_signal()).await;
     let _ = stop_tx.send(true);
+    if let Some(admin) = admin {
+        let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
+    }
     if tokio::time::timeout(Duration::from_secs(10), reconciler)
         .await
         .is_err()

@@ -1,15 +1,219 @@
-//! Prometheus metrics (prometheus-client), exposed as text on `GET /metrics`.
+//! Prometheus metrics (prometheus-client), exposed as OpenMetrics text on `GET /metrics`.
+//!
+//! Counters say how often something happened; the three histograms say how long it took:
+//!
+//! | metric | labels | what it times |
+//! |---|---|---|
+//! | `bmh_sidecar_http_request_duration_seconds` | `path`, `code` | one HTTP request, from routing to the answer |
+//! | `bmh_sidecar_reconcile_duration_seconds` | `step`, `result` | one reconcile of one host (the step it chose and carried out) |
+//! | `bmh_sidecar_notification_duration_seconds` | `outcome`, `delivery` | one delivery round to `NOTIFY_URL` (its bounded retries included) |
+//! | `bmh_sidecar_notification_delay_seconds` | `outcome` | from the phase's start (`phase-since`) to the receiver's 2xx |
+//!
+//! Label values come from closed sets ([`Route`], [`StepKind`], [`Phase`], ...), never from
+//! request data, so an attacker cannot grow the number of series.
 
+use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::model::Phase;
+use crate::plan::Step;
 
 type Labels = Vec<(&'static str, String)>;
 
-/// The sidecar's counters.
+/// Buckets of the HTTP and reconcile histograms: 2.5 ms to 10 s. A webhook answer takes a few
+/// milliseconds to tens of milliseconds (one API server round trip per resource); 5–10 s means
+/// the API server is timing out.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of the notification histograms: 10 ms to 30 min. A delivery round is bounded
+/// (about 30 s of retries); the delay after a phase begins spans a healthy receiver (below a
+/// second) to one that was down for a while.
+pub const NOTIFICATION_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0, 600.0, 1800.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+fn notification_histogram() -> Histogram {
+    Histogram::new(NOTIFICATION_BUCKETS)
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The routes of the HTTP server, as the `path` label (anything else is `other`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Webhook,
+    Healthz,
+    Readyz,
+    Metrics,
+    Other,
+}
+
+impl Route {
+    /// The route of a request path.
+    pub fn of(path: &str) -> Route {
+        match path {
+            "/webhook" => Route::Webhook,
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            _ => Route::Other,
+        }
+    }
+
+    /// The label value (the path itself for known routes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Webhook => "/webhook",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+            Route::Other => "other",
+        }
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Labels of `bmh_sidecar_http_request_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub path: Route,
+    /// The HTTP status code of the answer.
+    pub code: u16,
+}
+
+/// What one reconcile did, as the `step` label: the kind of [`Step`] it chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepKind {
+    Provision,
+    Release,
+    Stop,
+    FinishRelease,
+    Transition,
+    Notify,
+    Wait,
+    Idle,
+}
+
+impl StepKind {
+    /// The kind of `step`.
+    pub fn of(step: &Step) -> StepKind {
+        match step {
+            Step::Provision(_) => StepKind::Provision,
+            Step::Release(_) => StepKind::Release,
+            Step::Stop(_) => StepKind::Stop,
+            Step::FinishRelease(_) => StepKind::FinishRelease,
+            Step::Transition(_) => StepKind::Transition,
+            Step::Notify(_) => StepKind::Notify,
+            Step::Wait(_) => StepKind::Wait,
+            Step::Idle => StepKind::Idle,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Provision => "provision",
+            StepKind::Release => "release",
+            StepKind::Stop => "stop",
+            StepKind::FinishRelease => "finish_release",
+            StepKind::Transition => "transition",
+            StepKind::Notify => "notify",
+            StepKind::Wait => "wait",
+            StepKind::Idle => "idle",
+        }
+    }
+}
+
+impl EncodeLabelValue for StepKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Whether a reconcile returned normally (`ok`) or with an error that is retried (`error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReconcileResult {
+    Ok,
+    Error,
+}
+
+impl EncodeLabelValue for ReconcileResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            ReconcileResult::Ok => "ok",
+            ReconcileResult::Error => "error",
+        })
+    }
+}
+
+/// Labels of `bmh_sidecar_reconcile_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub step: StepKind,
+    pub result: ReconcileResult,
+}
+
+impl EncodeLabelValue for Phase {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Whether a delivery round reached a 2xx (`delivered`) or will be tried again (`retrying`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    Delivered,
+    Retrying,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Retrying => "retrying",
+        }
+    }
+}
+
+impl EncodeLabelValue for Delivery {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Labels of `bmh_sidecar_notification_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `provisioned`, `released` or `failed`.
+    pub outcome: Phase,
+    pub delivery: Delivery,
+}
+
+/// Labels of `bmh_sidecar_notification_delay_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: Phase,
+}
+
+/// The sidecar's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -23,6 +227,14 @@ pub struct Metrics {
     pub notifications: Family<Labels, Counter>,
     /// Reconcile errors by error type.
     pub reconcile_errors: Family<Labels, Counter>,
+    /// Time to answer one HTTP request.
+    pub request_duration: HistogramFamily<RequestLabels>,
+    /// Time of one reconcile of one host.
+    pub reconcile_duration: HistogramFamily<ReconcileLabels>,
+    /// Time of one delivery round to NOTIFY_URL.
+    pub notification_duration: HistogramFamily<NotificationLabels>,
+    /// From the start of a phase to the delivery of its notification.
+    pub notification_delay: HistogramFamily<OutcomeLabels>,
 }
 
 impl Default for Metrics {
@@ -42,6 +254,10 @@ impl Metrics {
             transitions: Family::default(),
             notifications: Family::default(),
             reconcile_errors: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            reconcile_duration: Family::new_with_constructor(latency_histogram),
+            notification_duration: Family::new_with_constructor(notification_histogram),
+            notification_delay: Family::new_with_constructor(notification_histogram),
         };
         r.register(
             "http_requests",
@@ -68,13 +284,33 @@ impl Metrics {
             "Reconcile errors by type",
             m.reconcile_errors.clone(),
         );
+        r.register(
+            "http_request_duration_seconds",
+            "Time to answer one HTTP request, by path and status",
+            m.request_duration.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Time of one reconcile of one host, by the step it carried out and its result",
+            m.reconcile_duration.clone(),
+        );
+        r.register(
+            "notification_duration_seconds",
+            "Time of one delivery round to NOTIFY_URL (bounded retries included), by outcome and delivery",
+            m.notification_duration.clone(),
+        );
+        r.register(
+            "notification_delay_seconds",
+            "From the start of a phase to the delivery of its notification, by outcome",
+            m.notification_delay.clone(),
+        );
         Metrics {
             registry: Mutex::new(r),
             ..m
         }
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Ok(r) = self.registry.lock() {
@@ -82,6 +318,47 @@ impl Metrics {
             let _ = encode(&mut out, &r);
         }
         out
+    }
+
+    /// Records one answered HTTP request.
+    pub fn observe_request(&self, path: &str, code: u16, took: Duration) {
+        self.request_duration
+            .get_or_create(&RequestLabels {
+                path: Route::of(path),
+                code,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one reconcile.
+    pub fn observe_reconcile(&self, step: StepKind, ok: bool, took: Duration) {
+        let result = if ok {
+            ReconcileResult::Ok
+        } else {
+            ReconcileResult::Error
+        };
+        self.reconcile_duration
+            .get_or_create(&ReconcileLabels { step, result })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one delivery round, and for a delivered one how long after `phase_since` the
+    /// receiver got it (when the phase's start is known and not in the future).
+    pub fn observe_notification(
+        &self,
+        outcome: Phase,
+        delivery: Delivery,
+        took: Duration,
+        since_phase: Option<Duration>,
+    ) {
+        self.notification_duration
+            .get_or_create(&NotificationLabels { outcome, delivery })
+            .observe(took.as_secs_f64());
+        if let (Delivery::Delivered, Some(d)) = (delivery, since_phase) {
+            self.notification_delay
+                .get_or_create(&OutcomeLabels { outcome })
+                .observe(d.as_secs_f64());
+        }
     }
 }
 
@@ -110,5 +387,135 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// What a dashboard query reads: `_bucket{le=...}`, `_sum`, `_count` per typed label set.
+    #[test]
+    fn renders_histograms_with_typed_labels() {
+        let m = Metrics::new();
+        m.observe_request("/webhook", 200, Duration::from_millis(12));
+        m.observe_request("/webhook/../etc", 404, Duration::from_millis(1));
+        m.observe_reconcile(StepKind::Provision, true, Duration::from_millis(30));
+        m.observe_reconcile(StepKind::Notify, false, Duration::from_secs(3));
+        m.observe_notification(
+            Phase::Provisioned,
+            Delivery::Delivered,
+            Duration::from_millis(40),
+            Some(Duration::from_secs(2)),
+        );
+        m.observe_notification(
+            Phase::Failed,
+            Delivery::Retrying,
+            Duration::from_secs(31),
+            Some(Duration::from_secs(40)),
+        );
+        let text = m.render();
+        for line in [
+            "# TYPE bmh_sidecar_http_request_duration_seconds histogram",
+            "bmh_sidecar_http_request_duration_seconds_bucket{le=\"0.01\",path=\"/webhook\",code=\"200\"} 0",
+            "bmh_sidecar_http_request_duration_seconds_bucket{le=\"0.025\",path=\"/webhook\",code=\"200\"} 1",
+            "bmh_sidecar_http_request_duration_seconds_count{path=\"/webhook\",code=\"200\"} 1",
+            // A path an attacker chose is never a label value.
+            "bmh_sidecar_http_request_duration_seconds_count{path=\"other\",code=\"404\"} 1",
+            "bmh_sidecar_reconcile_duration_seconds_count{step=\"provision\",result=\"ok\"} 1",
+            "bmh_sidecar_reconcile_duration_seconds_bucket{le=\"2.5\",step=\"notify\",result=\"error\"} 0",
+            "bmh_sidecar_reconcile_duration_seconds_bucket{le=\"5.0\",step=\"notify\",result=\"error\"} 1",
+            "bmh_sidecar_notification_duration_seconds_count{outcome=\"provisioned\",delivery=\"delivered\"} 1",
+            "bmh_sidecar_notification_duration_seconds_count{outcome=\"failed\",delivery=\"retrying\"} 1",
+            "bmh_sidecar_notification_delay_seconds_sum{outcome=\"provisioned\"} 2.0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        // A round that is still retrying has no delivery delay yet.
+        assert!(
+            !text.contains("bmh_sidecar_notification_delay_seconds_count{outcome=\"failed\"}"),
+            "{text}"
+        );
+    }
+
+    /// Every metric the shipped PrometheusRule and Grafana dashboard query exists: the
+    /// sidecar's in this registry (histograms by their `_bucket`/`_sum`/`_count` series), the
+    /// filter's among the counters the filter defines (webhook-core). A renamed metric fails
+    /// here instead of leaving an alert that never fires.
+    #[test]
+    fn monitoring_queries_name_metrics_that_exist() {
+        let m = Metrics::new();
+        m.observe_request("/webhook", 200, Duration::ZERO);
+        m.observe_reconcile(StepKind::Idle, true, Duration::ZERO);
+        m.observe_notification(
+            Phase::Released,
+            Delivery::Delivered,
+            Duration::ZERO,
+            Some(Duration::ZERO),
+        );
+        for family in [
+            &m.requests,
+            &m.results,
+            &m.transitions,
+            &m.notifications,
+            &m.reconcile_errors,
+        ] {
+            inc(family, &[("x", "y")]);
+        }
+        let exposed = m.render();
+        let filter: Vec<&str> = webhook_core::metrics::Outcome::COUNTED
+            .iter()
+            .map(|o| o.metric_name())
+            .collect();
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/components/monitoring");
+        let mut checked = 0;
+        for file in ["prometheusrule.yaml", "dashboard.json"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            for name in metric_names(&text) {
+                checked += 1;
+                if name.starts_with("webhook_filter_") {
+                    assert!(
+                        filter.contains(&name.as_str()),
+                        "{file}: no filter metric {name}"
+                    );
+                } else {
+                    assert!(
+                        exposed.contains(&format!("\n{name}{{"))
+                            || exposed.contains(&format!("\n{name} ")),
+                        "{file}: the sidecar exposes no {name}"
+                    );
+                }
+            }
+        }
+        assert!(checked > 10, "only {checked} metric names found");
+    }
+
+    /// Identifiers starting with `bmh_sidecar_` or `webhook_filter_` in `text`.
+    fn metric_names(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for prefix in ["bmh_sidecar_", "webhook_filter_"] {
+            let mut rest = text;
+            while let Some(i) = rest.find(prefix) {
+                let word: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let before = rest[..i].chars().last();
+                if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    out.push(word.clone());
+                }
+                rest = &rest[i + word.len()..];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_step_has_a_kind() {
+        assert_eq!(StepKind::of(&Step::Idle).as_str(), "idle");
+        assert_eq!(
+            StepKind::of(&Step::Wait(Duration::from_secs(1))).as_str(),
+            "wait"
+        );
+        assert_eq!(
+            StepKind::of(&Step::Notify(Phase::Released)).as_str(),
+            "notify"
+        );
     }
 }

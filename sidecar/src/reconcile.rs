@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use crate::cloudinit;
 use crate::error::{Error, Result};
 use crate::k8s::{SecretState, Write};
-use crate::metrics::inc;
+use crate::metrics::{Delivery, StepKind, inc};
 use crate::model::{AnnotationPatch, Host, Phase};
 use crate::notify::Notification;
 use crate::plan::{
@@ -73,27 +73,37 @@ fn error_policy(obj: Arc<DynamicObject>, err: &Error, state: Arc<AppState>) -> A
 /// host; looking again often would only repeat the refusal).
 const AFTER_REFUSAL: Duration = Duration::from_secs(60);
 
-/// One reconcile of one host.
+/// One reconcile of one host, timed by the step it chose.
 pub async fn reconcile(obj: Arc<DynamicObject>, state: Arc<AppState>) -> Result<Action> {
+    let started = std::time::Instant::now();
     let host = Host::from_object(&state.keys, &obj);
     let now = Timestamp::now();
     let step = next_step(&state.keys, &state.policy, &host, now);
     tracing::debug!(bmh = %host.key(), phase = ?host.phase, state = %host.status.state, ?step, "reconcile");
+    let kind = StepKind::of(&step);
+    let done = carry_out(&state, &host, step, now).await;
+    state
+        .metrics
+        .observe_reconcile(kind, done.is_ok(), started.elapsed());
+    done
+}
+
+async fn carry_out(state: &AppState, host: &Host, step: Step, now: Timestamp) -> Result<Action> {
     let resync = state.config.resync;
     match step {
         Step::Idle => Ok(Action::await_change()),
         Step::Wait(d) => Ok(Action::requeue(d)),
-        Step::Provision(patch) => provision(&state, &host, &patch).await,
+        Step::Provision(patch) => provision(state, host, &patch).await,
         Step::Release(patch) => {
             let w = state.kube.patch_bmh(&host.name, &patch).await?;
             match w {
                 Write::Done(_) => {
                     tracing::info!(bmh = %host.key(), "image and userData removed, power off asked");
-                    state.kube.delete_secret(&host).await?;
+                    state.kube.delete_secret(host).await?;
                 }
                 Write::Refused(ref message) => {
-                    let t = refused(&state.keys, &host, "release", message, now);
-                    return apply_transition(&state, &host, &t).await;
+                    let t = refused(&state.keys, host, "release", message, now);
+                    return apply_transition(state, host, &t).await;
                 }
                 Write::Conflict | Write::Gone => {}
             }
@@ -104,14 +114,14 @@ pub async fn reconcile(obj: Arc<DynamicObject>, state: Arc<AppState>) -> Result<
             match &w {
                 Write::Done(_) => {
                     tracing::info!(bmh = %host.key(), "failed reservation: image and userData removed so Metal3 stops deploying it");
-                    state.kube.delete_secret(&host).await?;
+                    state.kube.delete_secret(host).await?;
                 }
                 Write::Refused(message) => {
                     // The host breaks Metal3's rules; an operator must fix it. Do not hold the
                     // failure notification back meanwhile.
                     tracing::warn!(bmh = %host.key(), %message, "cannot remove the failed reservation's image");
                     if state.notifier.enabled() && host.notified != Some(Phase::Failed) {
-                        notify(&state, &host, Phase::Failed).await?;
+                        notify(state, host, Phase::Failed).await?;
                     }
                 }
                 Write::Conflict | Write::Gone => {}
@@ -119,11 +129,11 @@ pub async fn reconcile(obj: Arc<DynamicObject>, state: Arc<AppState>) -> Result<
             Ok(after(w, resync))
         }
         Step::FinishRelease(t) => {
-            state.kube.delete_secret(&host).await?;
-            apply_transition(&state, &host, &t).await
+            state.kube.delete_secret(host).await?;
+            apply_transition(state, host, &t).await
         }
-        Step::Transition(t) => apply_transition(&state, &host, &t).await,
-        Step::Notify(phase) => notify(&state, &host, phase).await,
+        Step::Transition(t) => apply_transition(state, host, &t).await,
+        Step::Notify(phase) => notify(state, host, phase).await,
     }
 }
 
@@ -201,7 +211,19 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
             }
         },
     }
-    match state.notifier.deliver(&n).await {
+    let started = std::time::Instant::now();
+    let delivered = state.notifier.deliver(&n).await;
+    let since_phase = host
+        .phase_since
+        .and_then(|t| Timestamp::now().duration_since(t).try_into().ok());
+    let delivery = match delivered {
+        Ok(()) => Delivery::Delivered,
+        Err(_) => Delivery::Retrying,
+    };
+    state
+        .metrics
+        .observe_notification(phase, delivery, started.elapsed(), since_phase);
+    match delivered {
         Ok(()) => {
             inc(
                 &state.metrics.notifications,

@@ -2,7 +2,7 @@
 //! handlers never return `Err` for bad input, they answer 4xx/5xx JSON.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
-use crate::metrics::inc;
+use crate::metrics::{Route, inc};
 use crate::state::AppState;
 use crate::webhook;
 
@@ -32,6 +32,35 @@ pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    serve(listener, state, shutdown, Surface::Public).await
+}
+
+/// Serves the admin listener (`ADMIN_ADDR`): `/healthz`, `/readyz` and `/metrics` only, never
+/// `/webhook`, so the kubelet and Prometheus reach the sidecar on the pod IP while deliveries
+/// only ever come through the filter.
+pub async fn run_admin(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    serve(listener, state, shutdown, Surface::Admin).await
+}
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    /// `SIDECAR_ADDR`: behind the filter. Serves `/metrics` only when there is no admin listener.
+    Public,
+    /// `ADMIN_ADDR`: probes and metrics.
+    Admin,
+}
+
+async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+    surface: Surface,
 ) -> Result<()> {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -49,7 +78,13 @@ pub async fn run(
                 let st = state.clone();
                 let svc = service_fn(move |req| {
                     let st = st.clone();
-                    async move { Ok::<_, Infallible>(route(&st, req).await) }
+                    async move {
+                        let resp = match surface {
+                            Surface::Public => route(&st, req).await,
+                            Surface::Admin => admin_route(&st, req).await,
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
@@ -63,7 +98,7 @@ pub async fn run(
         }
     }
     drop(listener);
-    tracing::info!("shutting down: draining connections");
+    tracing::info!(?surface, "shutting down: draining connections");
     if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
         .is_err()
@@ -75,32 +110,21 @@ pub async fn run(
 
 /// Routes one request.
 pub async fn route(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    // With an admin listener, metrics are served there only: never through the public Service.
+    let metrics_here = state.config.admin_addr.is_none();
     let resp = match (path.as_str(), &method) {
         ("/webhook", &Method::POST) => post_webhook(state, req).await,
-        ("/healthz", &Method::GET) => json_response(
-            StatusCode::OK,
-            &json!({"status": "ok", "timestamp": Timestamp::now().to_string()}),
+        ("/healthz", &Method::GET) => healthz(),
+        ("/readyz", &Method::GET) => readyz(state).await,
+        ("/metrics", &Method::GET) if metrics_here => metrics(state),
+        ("/metrics", _) if !metrics_here => plain_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "metrics are served on the admin port (ADMIN_ADDR)",
         ),
-        ("/readyz", &Method::GET) => match state.kube.ping().await {
-            Ok(()) => json_response(
-                StatusCode::OK,
-                &json!({"status": "ready", "timestamp": Timestamp::now().to_string()}),
-            ),
-            Err(e @ Error::ApiUnavailable(_)) => error_response(&e),
-            Err(e) => error_response(&Error::ApiUnavailable(e.to_string())),
-        },
-        ("/metrics", &Method::GET) => {
-            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            r
-        }
         ("/webhook" | "/healthz" | "/readyz" | "/metrics", _) => plain_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -112,18 +136,74 @@ pub async fn route(state: &AppState, req: Request<Incoming>) -> Response<Full<By
             &format!("no route for {path}"),
         ),
     };
-    let known = matches!(
-        path.as_str(),
-        "/webhook" | "/healthz" | "/readyz" | "/metrics"
-    );
+    count(state, &path, &resp, started);
+    resp
+}
+
+/// Routes one request of the admin listener.
+async fn admin_route(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let resp = match (path.as_str(), &method) {
+        ("/healthz", &Method::GET) => healthz(),
+        ("/readyz", &Method::GET) => readyz(state).await,
+        ("/metrics", &Method::GET) => metrics(state),
+        ("/healthz" | "/readyz" | "/metrics", _) => plain_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("method {method} not allowed on {path}"),
+        ),
+        _ => plain_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("no route for {path} on the admin port"),
+        ),
+    };
+    count(state, &path, &resp, started);
+    resp
+}
+
+/// Counts and times one answered request.
+fn count(state: &AppState, path: &str, resp: &Response<Full<Bytes>>, started: Instant) {
+    let route = Route::of(path);
     inc(
         &state.metrics.requests,
-        &[
-            ("path", if known { path.as_str() } else { "other" }),
-            ("code", resp.status().as_str()),
-        ],
+        &[("path", route.as_str()), ("code", resp.status().as_str())],
     );
-    resp
+    state
+        .metrics
+        .observe_request(path, resp.status().as_u16(), started.elapsed());
+}
+
+/// The process is up and serving (the kubelet's liveness and readiness probes).
+fn healthz() -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::OK,
+        &json!({"status": "ok", "timestamp": Timestamp::now().to_string()}),
+    )
+}
+
+/// Whether the API server answers (for people and monitoring; see docs/deploy.md for why the
+/// kubelet's readiness probe does not use it).
+async fn readyz(state: &AppState) -> Response<Full<Bytes>> {
+    match state.kube.ping().await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &json!({"status": "ready", "timestamp": Timestamp::now().to_string()}),
+        ),
+        Err(e @ Error::ApiUnavailable(_)) => error_response(&e),
+        Err(e) => error_response(&Error::ApiUnavailable(e.to_string())),
+    }
+}
+
+fn metrics(state: &AppState) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
 }
 
 async fn post_webhook(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
