@@ -13,6 +13,17 @@ pub const DEFAULT_PLUGIN_CONFIG: &str = r#"{"webhooks":[{"name":"reservations","
 /// the filter refuses larger caps).
 pub const BUFFER_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 
+/// Envoy stats tag extraction for the filter's counters: their names carry the labels in
+/// Istio's encoding (`webhook=.=<name>;.;outcome=.=<outcome>;.;webhook_filter_requests_total`),
+/// and these regexes turn them into the labels of `webhook_filter_requests_total{webhook,
+/// outcome}` (`webhook_core::metrics::STATS_TAGS`; a test checks they agree). The first group is
+/// cut out of the name, the second is the value. Istio generates the same regexes from
+/// `extraStatTags: [webhook, outcome]`.
+pub const STATS_TAGS: [(&str, &str); 2] = [
+    ("webhook", r"(webhook=\.=(.*?);\.;)"),
+    ("outcome", r"(outcome=\.=(.*?);\.;)"),
+];
+
 /// Adds `x-webhook-secret-id` from the filter state the wasm filter sets when a signature
 /// matches (filters cannot change request headers after the headers callback; the router adds
 /// route headers when it finally gets the request, after the verdict).
@@ -99,6 +110,9 @@ pub struct EnvoyConfig {
     pub extra_paths: Vec<String>,
     /// Timeouts and limits of the edge (see [`EdgeLimits`]).
     pub edge: EdgeLimits,
+    /// Without the filter (`wasm_path` `None`), still render the buffer filter: benchmarks
+    /// price it alone. Off in the deployment and the tests.
+    pub buffer_without_filter: bool,
 }
 
 impl EnvoyConfig {
@@ -115,6 +129,7 @@ impl EnvoyConfig {
             buffer_after_filter: true,
             extra_paths: Vec::new(),
             edge: EdgeLimits::deployment(),
+            buffer_without_filter: false,
         }
     }
 
@@ -135,6 +150,15 @@ impl EnvoyConfig {
             wasm_path,
             plugin_config: plugin_config.into(),
             ..EnvoyConfig::deployment()
+        }
+    }
+
+    /// Whether `envoy.filters.http.buffer` sits before the router: after the wasm filter
+    /// (`buffer_after_filter`), or alone for a benchmark (`buffer_without_filter`).
+    fn has_buffer_filter(&self) -> bool {
+        match self.wasm_path {
+            Some(_) => self.buffer_after_filter,
+            None => self.buffer_without_filter,
         }
     }
 
@@ -173,19 +197,19 @@ impl EnvoyConfig {
                 config = yaml_quote(&self.plugin_config),
                 wasm = yaml_quote(&wasm.display().to_string()),
             ));
-            if self.buffer_after_filter {
-                filters.push_str(&format!(
-                    r#"          # Holds the request headers back from the router until the wasm filter has
+        }
+        if self.has_buffer_filter() {
+            filters.push_str(&format!(
+                r#"          # Holds the request headers back from the router until the wasm filter has
           # accepted the whole body: a rejected request reaches the sidecar with zero bytes.
           - name: envoy.filters.http.buffer
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
               max_request_bytes: {BUFFER_MAX_REQUEST_BYTES}
 "#
-                ));
-            }
+            ));
         }
-        let no_buffer = if self.wasm_path.is_some() && self.buffer_after_filter {
+        let no_buffer = if self.has_buffer_filter() {
             r#"
                 typed_per_filter_config:
                   envoy.filters.http.buffer:
@@ -201,6 +225,10 @@ impl EnvoyConfig {
 # Secrets: WEBHOOK_SECRET (and WEBHOOK_SECRET_PREVIOUS during a rotation) in Envoy's environment.
 # Edge settings follow Envoy's "Configuring Envoy as an edge proxy"; docs/filter.md ("Envoy at
 # the edge") explains each value.
+# The filter's counters as one family with labels:
+# webhook_filter_requests_total{{webhook="...",outcome="..."}} (docs/filter.md, "Metrics").
+stats_config:
+  stats_tags:{stats_tags}
 overload_manager:
   refresh_interval: 0.25s
   resource_monitors:
@@ -295,6 +323,10 @@ static_resources:
               socket_address: {{ address: {uaddr}, port_value: {uport} }}
 "#,
             admin = self.admin_port,
+            stats_tags = STATS_TAGS
+                .iter()
+                .map(|(tag, regex)| format!("\n  - tag_name: {tag}\n    regex: {}", yaml_quote(regex)))
+                .collect::<String>(),
             secret_id = if self.wasm_path.is_some() {
                 SECRET_ID_HEADER_TO_ADD
             } else {

@@ -4,7 +4,10 @@
 //! ```text
 //! render-envoy-config [--loopback] [--listener-port P] [--admin-port A] [--upstream IP:PORT]
 //!                     [--wasm PATH | --no-filter] [--no-buffer] [--plugin-config JSON]
+//!                     [--buffer-only] [--host-env-key NAME]...
 //! ```
+//! `--buffer-only`: no wasm filter, the buffer filter alone (prices it). `--host-env-key` exposes one more variable of Envoy's environment to the VM (the benchmark
+//! artifact's `WEBHOOK_BENCH_STAGE`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,8 +35,17 @@ fn main() -> ExitCode {
                 cfg.wasm_path = None;
                 true
             }
+            "--buffer-only" => {
+                cfg.wasm_path = None;
+                cfg.buffer_without_filter = true;
+                true
+            }
             "--no-buffer" => {
                 cfg.buffer_after_filter = false;
+                true
+            }
+            "--host-env-key" => {
+                cfg.host_env_keys.push(value());
                 true
             }
             "--plugin-config" => {
