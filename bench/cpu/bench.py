@@ -354,6 +354,13 @@ def main():
         py = start_envoy("py", ["--no-filter", "--upstream", f"127.0.0.1:{py_port}"])
         fs = start_envoy("filter-sidecar", ["--wasm", shipped, "--upstream", f"127.0.0.1:{sc_port}"])
         ns = start_envoy("plain-sidecar", ["--no-filter", "--upstream", f"127.0.0.1:{sc_port}"])
+        if compare:
+            fc = start_envoy("compare-sidecar", ["--wasm", compare, "--upstream", f"127.0.0.1:{sc_port}"])
+            add("path:envoy+compare>sidecar", "path", fc["port"], {"envoy": fc["pid"], "backend": sidecar.pid},
+                note=f"Envoy + {os.path.basename(compare)} + buffer -> bmh-sidecar")
+            add("flood:envoy+compare>sidecar", "path", fc["port"], {"envoy": fc["pid"], "backend": sidecar.pid},
+                script="bad", expect="401", check=sidecar_requests,
+                note=f"wrong signature, Envoy + {os.path.basename(compare)} + buffer -> bmh-sidecar")
         add("path:envoy>fastapi", "path", py["port"], {"envoy": py["pid"], "backend": baseline.pid},
             note="Envoy (no filter) -> replaced stack (FastAPI + Pydantic + HMAC)")
         add("path:envoy+filter>sidecar", "path", fs["port"], {"envoy": fs["pid"], "backend": sidecar.pid},
@@ -429,13 +436,26 @@ def main():
         print("\nWhole path, CPU per request relative to the replaced stack:\n")
         print("| variant | total µs/req | × replaced stack |")
         print("|---|---|---|")
-        for name in ("path:envoy>fastapi", "path:envoy+filter>sidecar", "path:envoy>sidecar"):
+        for name in ("path:envoy>fastapi", "path:envoy+filter>sidecar", "path:envoy>sidecar",
+                     "path:envoy+compare>sidecar"):
             if name in summary:
                 print(f"| {name} | {summary[name]['total_us']:.0f} | {summary[name]['total_us'] / base['total_us']:.2f} |")
         if "flood:envoy>fastapi" in summary and "flood:envoy+filter>sidecar" in summary:
             a, b = summary["flood:envoy>fastapi"], summary["flood:envoy+filter>sidecar"]
             print(f"| bad-signature flood: filter {b['total_us']:.0f} vs replaced stack "
                   f"{a['total_us']:.0f} | | {b['total_us'] / a['total_us']:.2f} |")
+            if "flood:envoy+compare>sidecar" in summary:
+                c = summary["flood:envoy+compare>sidecar"]
+                print(f"| bad-signature flood: compared artifact {c['total_us']:.0f} | | "
+                      f"{c['total_us'] / a['total_us']:.2f} |")
+        if "path:envoy>sidecar" in summary:
+            base = summary["path:envoy>sidecar"]
+            for name in ("path:envoy+filter>sidecar", "path:envoy+compare>sidecar"):
+                if name in summary:
+                    s = summary[name]
+                    print(f"\n{name}: extra Envoy CPU over Envoy without filter "
+                          f"{s['envoy_us'] - base['envoy_us']:+.1f} µs/req, req/s ratio "
+                          f"{s['rps'] / base['rps']:.3f}")
     for name in os.environ.get("PERF_VARIANTS", "").split():
         v = next((v for v in variants if v["name"] == name), None)
         if v is None:

@@ -411,7 +411,7 @@ impl HttpContext for Filter {
 mod bench {
     use webhook_core::config::{CompiledConfig, Schema};
 
-    /// Each stage runs everything of the ones before it.
+    /// Each stage runs everything of the one before it, and more.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Stage {
         /// Every callback continues at once: the price of proxy-wasm itself.
@@ -419,12 +419,12 @@ mod bench {
         /// Header map read, owned headers stripped, header checks, upstream headers set; the
         /// body is not held.
         Headers,
-        /// + the body held until end of stream (`Pause`) and copied into the VM.
+        /// `headers`, then the body held until end of stream (`Pause`) and copied into the VM.
         Buffer,
-        /// + the decision without body validation: clock, sender timestamp, HMAC, matched
-        /// secret recorded as filter state, counter.
+        /// `buffer`, then the decision without body validation: clock, sender timestamp, HMAC,
+        /// matched secret recorded (with several secrets), counter.
         Hmac,
-        /// + JSON and schema validation: the shipped request path.
+        /// `hmac` plus JSON and schema validation: the shipped request path.
         Full,
     }
 
