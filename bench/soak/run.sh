@@ -205,9 +205,9 @@ awk -v a="$f" -v b="$nf" 'BEGIN {printf "mean req/s: nofilter %d, filter %d; rat
 echo
 echo "## 2. bad-signature flood, ${DURATION}s, wrk -t1 -c8"
 read -r rss0 wasm0 wres0 alloc0 heap0 <<<"$(mem filter)"
-before=$(up_rq); inv0=$(counter filter webhook_filter_rejected_invalid_signature_total)
+before=$(up_rq); inv0=$(counter filter 'webhook_filter_requests_total{webhook="github",outcome="invalid_signature"}')
 out=$(run_wrk filter "$work/bad.lua" "$DURATION" 8)
-after=$(up_rq); inv1=$(counter filter webhook_filter_rejected_invalid_signature_total)
+after=$(up_rq); inv1=$(counter filter 'webhook_filter_requests_total{webhook="github",outcome="invalid_signature"}')
 read -r rss1 wasm1 wres1 alloc1 heap1 <<<"$(mem filter)"
 total=$(field '/requests in/ {print $1}' "$out"); non2xx=$(field '/Non-2xx/ {print $NF}' "$out")
 echo "filter: $(field '/Requests\/sec/ {print $2}' "$out") req/s, $non2xx of $total answered non-2xx, $((inv1 - inv0)) counted InvalidSignature (401); upstream requests during it: $((after - before)) (must be 0)"
@@ -227,7 +227,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: applicat
 out=$(run_wrk replay "$work/dup.lua" "$DURATION" 2)
 after=$(up_rq)
 total=$(field '/requests in/ {print $1}' "$out"); non2xx=$(field '/Non-2xx/ {print $NF}' "$out")
-replayed=$(counter replay webhook_filter_rejected_replayed_delivery_total)
+replayed=$(counter replay 'webhook_filter_requests_total{webhook="github",outcome="replayed_delivery"}')
 echo "first delivery: $code; then $(field '/Requests\/sec/ {print $2}' "$out") req/s, $non2xx of $total non-2xx, replayed counter $replayed; upstream requests: $((after - before)) (must be 1)"
 [ "$code" = 200 ] && [ $((after - before)) = 1 ] && [ "$non2xx" = "$total" ] \
   || { echo "FAIL: duplicates were forwarded" >&2; exit 1; }
@@ -238,7 +238,7 @@ echo "## 4. soak: $SOAK_REQUESTS requests through the filter, half valid, half w
 rq() { curl -s "http://127.0.0.1:${admin[filter]}/stats?filter=^http.webhook.downstream_rq_total$" | awk '{print $2}'; }
 run_wrk filter "$work/mix.lua" 10 2 >/dev/null # warm-up
 read -r rss0 wasm0 wres0 alloc0 heap0 <<<"$(mem filter)"
-accepted() { counter filter webhook_filter_accepted_total; }
+accepted() { counter filter 'webhook_filter_requests_total{webhook="github",outcome="accepted"}'; }
 start_rq=$(rq); up_start=$(up_rq); acc_start=$(accepted); t0=$(date +%s); runs=0
 echo "| requests | seconds | Envoy RSS KiB | wasm linear memory KiB | wasm resident KiB | heap allocated KiB | heap size KiB |"
 echo "|---|---|---|---|---|---|---|"

@@ -458,9 +458,9 @@ mod tests {
             inc(family, &[("x", "y")]);
         }
         let exposed = m.render();
-        let filter: Vec<&str> = webhook_core::metrics::Outcome::COUNTED
+        let outcomes: Vec<&str> = webhook_core::metrics::Outcome::COUNTED
             .iter()
-            .map(|o| o.metric_name())
+            .map(|o| o.label())
             .collect();
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/components/monitoring");
@@ -470,8 +470,9 @@ mod tests {
             for name in metric_names(&text) {
                 checked += 1;
                 if name.starts_with("webhook_filter_") {
-                    assert!(
-                        filter.contains(&name.as_str()),
+                    assert_eq!(
+                        name,
+                        webhook_core::metrics::REQUESTS_METRIC,
                         "{file}: no filter metric {name}"
                     );
                 } else {
@@ -484,6 +485,20 @@ mod tests {
             }
         }
         assert!(checked > 10, "only {checked} metric names found");
+        for file in ["prometheusrule.yaml", "dashboard.json"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            for (i, _) in text.match_indices("outcome=") {
+                let value: String = text[i + "outcome=".len()..]
+                    .trim_start_matches(['\\', '"'])
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                assert!(
+                    outcomes.contains(&value.as_str()),
+                    "{file}: the filter counts no outcome {value:?}"
+                );
+            }
+        }
     }
 
     /// Identifiers starting with `bmh_sidecar_` or `webhook_filter_` in `text`.

@@ -470,8 +470,6 @@ pub struct Webhook {
     pub json_schema: Option<JsonSchemaValidator>,
     /// Replay cache of delivery ids, if configured.
     pub replay_cache: Option<ReplayCacheConfig>,
-    /// Prometheus-safe form of `name` (lowercase, `.`/`-` as `_`) used in per-webhook counters.
-    pub metric_name: String,
 }
 
 /// The configuration every HTTP context shares (behind an `Rc`/`Arc`).
@@ -494,6 +492,20 @@ fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Webhook {
+    /// The id of the secret a valid signature must match, when it is known from the
+    /// configuration alone: the webhook has exactly one active secret (the usual case outside a
+    /// rotation). The filter then sets `x-webhook-secret-id` with the other headers, before
+    /// the verdict, and makes no filter-state call per request; with several secrets it
+    /// records the matched one after the body ([`crate::flow::Accepted::secret_id`]).
+    pub fn secret_id_at_headers(&self) -> Option<&str> {
+        match self.secrets.as_slice() {
+            [only] => Some(only.id()),
+            _ => None,
+        }
+    }
 }
 
 impl CompiledConfig {
@@ -543,22 +555,6 @@ impl CompiledConfig {
                 )));
             }
             let scheme = Scheme::compile(w.scheme, &at)?;
-            let metric_name: String = w
-                .name
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() {
-                        char::from(b.to_ascii_lowercase())
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            if webhooks.iter().any(|o| o.metric_name == metric_name) {
-                return Err(invalid(format!(
-                    "{at}.name: same metric name `{metric_name}` as another webhook"
-                )));
-            }
             if let Some(rc) = &w.replay_cache {
                 if !scheme.has_delivery_id() {
                     return Err(invalid(format!(
@@ -677,7 +673,6 @@ impl CompiledConfig {
                     .unwrap_or(DEFAULT_MAX_CLOCK_SKEW_SECONDS),
                 json_schema,
                 replay_cache: w.replay_cache,
-                metric_name,
             });
         }
         Ok(CompiledConfig {

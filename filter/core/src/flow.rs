@@ -17,8 +17,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::{
-    CompiledConfig, DELIVERY_ID_HEADER, Schema, Unmatched, VERIFIED_HEADER, WEBHOOK_NAME_HEADER,
-    Webhook,
+    CompiledConfig, DELIVERY_ID_HEADER, SECRET_ID_HEADER, Schema, Unmatched, VERIFIED_HEADER,
+    WEBHOOK_NAME_HEADER, Webhook,
 };
 use crate::error::Error;
 use crate::event;
@@ -226,8 +226,10 @@ fn check_headers(
 
 impl Pending {
     /// Headers to set on the request in the headers callback, before the verdict:
-    /// `x-webhook-name`, `x-webhook-verified` (`true`, or `unsigned` in unsigned mode) and
-    /// `x-webhook-delivery-id` when the scheme carries one.
+    /// `x-webhook-name`, `x-webhook-verified` (`true`, or `unsigned` in unsigned mode),
+    /// `x-webhook-delivery-id` when the scheme carries one, and `x-webhook-secret-id` when the
+    /// webhook has a single active secret (with several, the one that matches is known only
+    /// after the body: [`Accepted::secret_id`]).
     ///
     /// Setting them before the body is checked is safe only because a rejected request never
     /// leaves Envoy (the buffer filter after ours holds the headers back until we continue);
@@ -247,6 +249,13 @@ impl Pending {
         ];
         if let Some(id) = &self.delivery_id {
             h.push((DELIVERY_ID_HEADER, id.clone()));
+        }
+        // With one active secret, the one that matches is known now: the header is set here
+        // and the body callback needs no filter-state call (see [`Webhook::secret_id_at_headers`]).
+        if self.signature.is_some()
+            && let Some(id) = hook.secret_id_at_headers()
+        {
+            h.push((SECRET_ID_HEADER, id.to_owned()));
         }
         h
     }

@@ -1,8 +1,44 @@
-//! Outcomes of a request and the Envoy counter each one increments.
+//! Outcomes of a request and the one Envoy counter family that counts them.
 //!
-//! Names follow Prometheus conventions (`snake_case`, `_total` suffix for counters). Envoy
-//! stores them as `wasmcustom.<name>` and `/stats/prometheus` strips that prefix and adds no
-//! `envoy_` prefix, so a scrape shows exactly [`Outcome::metric_name`].
+//! Every request the filter sees increments one counter of the family
+//! `webhook_filter_requests_total{webhook, outcome}`: `webhook` is the matched webhook's
+//! configured `name` (absent for paths no webhook guards), `outcome` is [`Outcome::label`]
+//! (`accepted`, `invalid_signature`, ...). proxy-wasm counters have names, not labels, so the
+//! filter defines one counter per (webhook, outcome) whose name carries the labels in Istio's
+//! encoding, `webhook=.=<name>;.;outcome=.=<outcome>;.;webhook_filter_requests_total`
+//! ([`requests_metric`]), and Envoy's stats tag extraction ([`STATS_TAGS`] in the bootstrap's
+//! `stats_config.stats_tags`, or Istio's `extraStatTags`) turns them into labels. Envoy stores
+//! the counters under `wasmcustom.`, which `/stats/prometheus` strips (no `envoy_` prefix), so a
+//! scrape shows `webhook_filter_requests_total{webhook="reservations",outcome="accepted"} 1`.
+
+/// The counter family's name, as Prometheus shows it.
+pub const REQUESTS_METRIC: &str = "webhook_filter_requests_total";
+
+/// Envoy `stats_config.stats_tags` entries (tag name, regex) that turn the names of
+/// [`requests_metric`] into labels. Istio's `extraStatTags: [webhook, outcome]` generates the
+/// same regexes (`(<tag>=\.=(.*?);\.;)`). The first group is cut out of the name, the second is
+/// the label value.
+pub const STATS_TAGS: [(&str, &str); 2] = [
+    ("webhook", r"(webhook=\.=(.*?);\.;)"),
+    ("outcome", r"(outcome=\.=(.*?);\.;)"),
+];
+
+/// The name the filter defines for the counter of `outcome` on `webhook` (`None`: a path no
+/// webhook guards), e.g. `webhook=.=github;.;outcome=.=accepted;.;webhook_filter_requests_total`.
+/// Webhook names are `[A-Za-z0-9._-]+` (configuration), so they never hold the `;.;` delimiter.
+pub fn requests_metric(webhook: Option<&str>, outcome: Outcome) -> String {
+    let mut name = String::with_capacity(80);
+    if let Some(w) = webhook {
+        name.push_str("webhook=.=");
+        name.push_str(w);
+        name.push_str(";.;");
+    }
+    name.push_str("outcome=.=");
+    name.push_str(outcome.label());
+    name.push_str(";.;");
+    name.push_str(REQUESTS_METRIC);
+    name
+}
 
 /// What happened to one request that went through the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,7 +121,7 @@ impl Outcome {
         }
     }
 
-    /// Short snake_case label: the middle of the metric name.
+    /// The `outcome` label value, snake_case.
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Accepted => "accepted",
@@ -106,43 +142,11 @@ impl Outcome {
             Outcome::ConfigError => "config_error",
         }
     }
-
-    /// The Envoy counter name, e.g. `webhook_filter_rejected_invalid_signature_total`.
-    pub fn metric_name(self) -> &'static str {
-        match self {
-            Outcome::Accepted => "webhook_filter_accepted_total",
-            Outcome::Passed => "webhook_filter_passed_total",
-            Outcome::MethodNotAllowed => "webhook_filter_rejected_method_not_allowed_total",
-            Outcome::UnsupportedMediaType => "webhook_filter_rejected_unsupported_media_type_total",
-            Outcome::BodyTooLarge => "webhook_filter_rejected_body_too_large_total",
-            Outcome::MissingSignature => "webhook_filter_rejected_missing_signature_total",
-            Outcome::MalformedSignature => "webhook_filter_rejected_malformed_signature_total",
-            Outcome::BadSignature => "webhook_filter_rejected_invalid_signature_total",
-            Outcome::MalformedJson => "webhook_filter_rejected_malformed_json_total",
-            Outcome::InvalidEvent => "webhook_filter_rejected_validation_error_total",
-            Outcome::StaleEvent => "webhook_filter_rejected_stale_event_total",
-            Outcome::NotFound => "webhook_filter_rejected_not_found_total",
-            Outcome::StaleTimestamp => "webhook_filter_rejected_stale_timestamp_total",
-            Outcome::MissingDeliveryId => "webhook_filter_rejected_missing_delivery_id_total",
-            Outcome::ReplayedDelivery => "webhook_filter_rejected_replayed_delivery_total",
-            Outcome::ConfigError => "webhook_filter_config_errors_total",
-        }
-    }
-}
-
-/// Per-webhook counter name: `webhook_filter_webhook_<webhook>_<label>_total`, where
-/// `<webhook>` is [`crate::config::Webhook::metric_name`] and `<label>` is
-/// [`Outcome::label`] (`accepted`, `invalid_signature`, ...). Only outcomes of guarded requests
-/// are counted per webhook (not `passed` or `not_found`).
-pub fn webhook_metric_name(webhook_metric: &str, outcome: Outcome) -> String {
-    format!(
-        "webhook_filter_webhook_{webhook_metric}_{}_total",
-        outcome.label()
-    )
 }
 
 impl Outcome {
-    /// Outcomes counted per webhook (every counted one except `passed` and `not_found`).
+    /// Outcomes of guarded requests, counted with a `webhook` label (every counted one except
+    /// `passed` and `not_found`, which concern paths no webhook guards).
     pub fn per_webhook(self) -> bool {
         !matches!(
             self,

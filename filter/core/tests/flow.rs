@@ -275,24 +275,38 @@ fn unsigned_mode_skips_the_signature_but_still_validates() {
 }
 
 #[test]
-fn every_counted_outcome_has_a_distinct_prometheus_name() {
-    let names: std::collections::BTreeSet<_> =
-        Outcome::COUNTED.iter().map(|o| o.metric_name()).collect();
-    assert_eq!(names.len(), Outcome::COUNTED.len());
-    for n in names {
+fn every_counted_outcome_has_a_distinct_snake_case_label() {
+    let labels: std::collections::BTreeSet<_> =
+        Outcome::COUNTED.iter().map(|o| o.label()).collect();
+    assert_eq!(labels.len(), Outcome::COUNTED.len());
+    for l in labels {
         assert!(
-            n.starts_with("webhook_filter_") && n.ends_with("_total"),
-            "{n}"
-        );
-        assert!(
-            n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-            "{n}"
+            !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "{l}"
         );
     }
 }
 
 #[test]
-fn error_types_are_pascal_case_like_the_sidecar_and_metric_names_snake_case() {
+fn counter_names_carry_the_labels_in_istios_encoding() {
+    use webhook_core::metrics::{REQUESTS_METRIC, STATS_TAGS, requests_metric};
+    assert_eq!(REQUESTS_METRIC, "webhook_filter_requests_total");
+    assert_eq!(
+        requests_metric(Some("GitHub.App-1"), Outcome::BadSignature),
+        "webhook=.=GitHub.App-1;.;outcome=.=invalid_signature;.;webhook_filter_requests_total"
+    );
+    assert_eq!(
+        requests_metric(None, Outcome::Passed),
+        "outcome=.=passed;.;webhook_filter_requests_total"
+    );
+    // The regexes Istio's `extraStatTags` generates for these tag names.
+    for (tag, regex) in STATS_TAGS {
+        assert_eq!(regex, format!(r"({tag}=\.=(.*?);\.;)"));
+    }
+}
+
+#[test]
+fn error_types_are_pascal_case_like_the_sidecar() {
     for o in Outcome::COUNTED {
         let t = o.error_type();
         assert!(
@@ -303,21 +317,4 @@ fn error_types_are_pascal_case_like_the_sidecar_and_metric_names_snake_case() {
     }
     assert_eq!(Outcome::BodyTooLarge.error_type(), "PayloadTooLarge");
     assert_eq!(Outcome::ReplayedDelivery.error_type(), "ReplayedDelivery");
-    assert_eq!(
-        webhook_core::metrics::webhook_metric_name("github_app", Outcome::BadSignature),
-        "webhook_filter_webhook_github_app_invalid_signature_total"
-    );
-    // Webhook names become metric-safe; two names that collide there are refused.
-    let c = CompiledConfig::from_json(
-        br#"{"webhooks":[{"name":"GitHub.App-1","path":"/a","allow_unsigned":true}]}"#,
-        |_| None,
-    )
-    .unwrap();
-    assert_eq!(c.webhooks[0].metric_name, "github_app_1");
-    let e = CompiledConfig::from_json(
-        br#"{"webhooks":[{"name":"a.b","path":"/a","allow_unsigned":true},{"name":"a-b","path":"/b","allow_unsigned":true}]}"#,
-        |_| None,
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("metric name"), "{e}");
 }

@@ -6,8 +6,8 @@
 //! ```text
 //! VM start ─▶ Root::on_configure: CompiledConfig::from_json(plugin config, std::env::var)
 //!               ├─ error: log at error, return false (Envoy refuses the configuration)
-//!               └─ ok: define one counter per Outcome (and per webhook and Outcome);
-//!                  share Rc<Shared> with every request
+//!               └─ ok: define the counters of webhook_filter_requests_total{webhook,
+//!                  outcome}; share Rc<Shared> with every request
 //! request  ─▶ on_http_request_headers: strip x-webhook-* headers we own, decide on headers
 //!               Pass ─▶ Continue · Reject ─▶ local reply
 //!               Inspect ─▶ set x-webhook-name/-verified/-delivery-id, Continue (see below)
@@ -37,7 +37,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use webhook_core::config::{CompiledConfig, OWNED_HEADERS, SECRET_ID_PROPERTY};
 use webhook_core::flow::{self, HeadersDecision, Pending, Rejection};
-use webhook_core::metrics::{Outcome, webhook_metric_name};
+use webhook_core::metrics::{Outcome, requests_metric};
 use webhook_core::{Error, replay};
 
 /// Compare-and-swap attempts on the replay cache before giving up (then the request is let
@@ -55,9 +55,13 @@ proxy_wasm::main! {{
 /// What every request of a VM shares: the compiled configuration and the counter ids.
 pub struct Shared {
     config: CompiledConfig,
-    counters: [Option<u32>; Outcome::COUNTED.len()],
-    /// Per webhook (same order as the configuration), per counted outcome.
-    per_webhook: Vec<[Option<u32>; Outcome::COUNTED.len()]>,
+    /// How much of the request path runs (benchmark builds only, see [`bench`]).
+    #[cfg(feature = "bench-stages")]
+    stage: bench::Stage,
+    /// Counter ids of `webhook_filter_requests_total{webhook, outcome}`: one row per webhook
+    /// (configuration order), then one row for paths no webhook guards; one column per
+    /// counted outcome ([`Outcome::COUNTED`]). `None` where no such series exists.
+    counters: Vec<[Option<u32>; Outcome::COUNTED.len()]>,
 }
 
 fn define(name: &str) -> Option<u32> {
@@ -70,19 +74,33 @@ fn define(name: &str) -> Option<u32> {
     }
 }
 
+/// Defines the counter of every (webhook, outcome) series (see [`Shared::counters`]).
+fn define_counters(config: &CompiledConfig) -> Vec<[Option<u32>; Outcome::COUNTED.len()]> {
+    let webhooks = config.webhooks.iter().map(|w| Some(w.name.as_str()));
+    webhooks
+        .chain(std::iter::once(None))
+        .map(|webhook| {
+            let mut row = [None; Outcome::COUNTED.len()];
+            for (slot, outcome) in row.iter_mut().zip(Outcome::COUNTED) {
+                // Guarded outcomes carry the webhook; `passed` and `not_found` never do.
+                if outcome.per_webhook() == webhook.is_some() {
+                    *slot = define(&requests_metric(webhook, outcome));
+                }
+            }
+            row
+        })
+        .collect()
+}
+
 impl Shared {
-    /// Increments the outcome's counter, and the webhook's own when `webhook` is known.
+    /// Increments the one counter of this request: `outcome` on `webhook` (`None`: a path no
+    /// webhook guards). One host call.
     fn count(&self, outcome: Outcome, webhook: Option<usize>) {
         let Some(slot) = Outcome::COUNTED.iter().position(|o| *o == outcome) else {
             return;
         };
-        if let Some(Some(id)) = self.counters.get(slot) {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
-        if let Some(Some(id)) = webhook
-            .and_then(|w| self.per_webhook.get(w))
-            .and_then(|c| c.get(slot))
-        {
+        let row = webhook.unwrap_or(self.config.webhooks.len());
+        if let Some(Some(id)) = self.counters.get(row).and_then(|r| r.get(slot)) {
             let _ = hostcalls::increment_metric(*id, 1);
         }
     }
@@ -109,29 +127,16 @@ impl RootContext for Root {
         for w in &config.warnings {
             warn!("webhook filter: {w}");
         }
-        let mut counters = [None; Outcome::COUNTED.len()];
-        for (slot, outcome) in counters.iter_mut().zip(Outcome::COUNTED) {
-            *slot = define(outcome.metric_name());
-        }
-        let per_webhook = config
-            .webhooks
-            .iter()
-            .map(|w| {
-                let mut c = [None; Outcome::COUNTED.len()];
-                for (slot, outcome) in c.iter_mut().zip(Outcome::COUNTED) {
-                    if outcome.per_webhook() {
-                        *slot = define(&webhook_metric_name(&w.metric_name, outcome));
-                    }
-                }
-                c
-            })
-            .collect();
+        #[cfg(feature = "bench-stages")]
+        let (config, stage) = bench::configure(config);
+        let counters = define_counters(&config);
         let names: Vec<&str> = config.webhooks.iter().map(|w| w.name.as_str()).collect();
         info!("webhook filter: configured, guarding {}", names.join(", "));
         self.shared = Some(Rc::new(Shared {
             config,
+            #[cfg(feature = "bench-stages")]
+            stage,
             counters,
-            per_webhook,
         }));
         true
     }
@@ -191,6 +196,12 @@ impl Filter {
             self.get_http_request_body(0, self.buffered)
                 .unwrap_or_default()
         };
+        #[cfg(feature = "bench-stages")]
+        if shared.stage == bench::Stage::Buffer {
+            std::hint::black_box(&body);
+            self.state = State::Idle;
+            return Action::Continue;
+        }
         let now = self.get_current_time();
         match pending.finish(&shared.config, &body, now) {
             Ok(accepted) => {
@@ -212,7 +223,11 @@ impl Filter {
                 // proxy-wasm 0.2.5's `hostcalls::set_property` itself panics on a non-Ok status
                 // rather than returning it, so the warning below is only reached with an SDK
                 // that reports the error.
+                // With a single secret the header was set with the others (no call here).
                 if let Some(id) = &accepted.secret_id
+                    && pending
+                        .webhook(&shared.config)
+                        .is_some_and(|w| w.secret_id_at_headers().is_none())
                     && hostcalls::set_property(vec![SECRET_ID_PROPERTY], Some(id.as_bytes()))
                         .is_err()
                 {
@@ -285,6 +300,14 @@ impl Filter {
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "bench-stages")]
+        if self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.stage == bench::Stage::Empty)
+        {
+            return Action::Continue;
+        }
         // One hostcall for all headers instead of one per lookup. The `_bytes` variant: the
         // `String` one unwraps `from_utf8` on every value inside the SDK, so one obs-text byte
         // in any header (legal HTTP/1.1) would abort the VM. Names are tokens (ASCII), checked
@@ -319,9 +342,14 @@ impl HttpContext for Filter {
             }
             HeadersDecision::Reject(rejection) => self.reject(&shared, &rejection),
             HeadersDecision::Inspect(pending) => {
-                // Set before the verdict: they leave Envoy only if the body is accepted.
+                // Set before the verdict: they leave Envoy only if the body is accepted. Added,
+                // not replaced: inbound copies were removed above.
                 for (name, value) in pending.upstream_headers(&shared.config) {
-                    self.set_http_request_header(name, Some(&value));
+                    self.add_http_request_header(name, &value);
+                }
+                #[cfg(feature = "bench-stages")]
+                if shared.stage == bench::Stage::Headers {
+                    return Action::Continue;
                 }
                 if end_of_stream {
                     return self.finish(&shared, &pending);
@@ -372,5 +400,50 @@ impl HttpContext for Filter {
     fn on_log(&mut self) {
         // No response from the upstream at all (reset, timeout): let the sender retry.
         self.forget_admitted();
+    }
+}
+
+/// Benchmark builds only (`--features bench-stages`, used by `bench/cpu/run.sh`; the shipped
+/// artifact has none of this): the request path cut after a stage, chosen per VM by the
+/// environment variable `WEBHOOK_BENCH_STAGE` (`empty`, `headers`, `buffer`, `hmac`, `full`),
+/// so the benchmark can price each stage inside a real Envoy.
+#[cfg(feature = "bench-stages")]
+mod bench {
+    use webhook_core::config::{CompiledConfig, Schema};
+
+    /// Each stage runs everything of the one before it, and more.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Stage {
+        /// Every callback continues at once: the price of proxy-wasm itself.
+        Empty,
+        /// Header map read, owned headers stripped, header checks, upstream headers set; the
+        /// body is not held.
+        Headers,
+        /// `headers`, then the body held until end of stream (`Pause`) and copied into the VM.
+        Buffer,
+        /// `buffer`, then the decision without body validation: clock, sender timestamp, HMAC,
+        /// matched secret recorded (with several secrets), counter.
+        Hmac,
+        /// `hmac` plus JSON and schema validation: the shipped request path.
+        Full,
+    }
+
+    /// The stage from `WEBHOOK_BENCH_STAGE` (default `full`) and the configuration it runs
+    /// (`hmac`: every webhook's schema set to `none`).
+    pub fn configure(mut config: CompiledConfig) -> (CompiledConfig, Stage) {
+        let stage = match std::env::var("WEBHOOK_BENCH_STAGE").as_deref() {
+            Ok("empty") => Stage::Empty,
+            Ok("headers") => Stage::Headers,
+            Ok("buffer") => Stage::Buffer,
+            Ok("hmac") => Stage::Hmac,
+            _ => Stage::Full,
+        };
+        if stage == Stage::Hmac {
+            for w in &mut config.webhooks {
+                w.schema = Schema::None;
+            }
+        }
+        log::warn!("webhook filter: BENCHMARK BUILD, stage {stage:?}");
+        (config, stage)
     }
 }

@@ -101,6 +101,12 @@ async fn envoy_overlay_passes_a_server_side_dry_run() {
     assert_hardened(deploy, &[]);
     let envoy = container(deploy, "envoy");
     assert_eq!(envoy["ports"][0]["containerPort"], 5001);
+    // The filter's counters: the `prometheus` listener of envoy.yaml, on the port the
+    // PodMonitor scrapes by name (the name Istio gives its proxy's metrics port).
+    assert_eq!(
+        port_number(envoy, &serde_json::json!("http-envoy-prom")),
+        Some(u64::from(envoy_harness::config::DEPLOYMENT_STATS_PORT))
+    );
     // The sidecar stays on loopback: only Envoy (and so the filter) faces the network.
     let sidecar = container(deploy, "sidecar");
     assert_eq!(env(sidecar, "SIDECAR_ADDR"), Some("127.0.0.1:8080"));
@@ -135,6 +141,7 @@ async fn istio_overlay_passes_a_server_side_dry_run_on_istios_own_crds() {
     let proxy_config = annotations["proxy.istio.io/config"].as_str().unwrap();
     assert!(proxy_config.contains("holdApplicationUntilProxyStarts: true"));
     assert!(proxy_config.contains("terminationDrainDuration: 10s"));
+    assert_extra_stat_tags(proxy_config);
 
     // The zero-bytes arrangement: the buffer filter before the router on the inbound port.
     let buffer = find(&docs, "EnvoyFilter", "bmh-webhook-buffer");
@@ -155,6 +162,25 @@ async fn istio_overlay_passes_a_server_side_dry_run_on_istios_own_crds() {
     assert_eq!(edge["match"]["context"], "SIDECAR_INBOUND");
     assert_eq!(edge["patch"]["operation"], "MERGE");
     assert_edge_settings(&edge["patch"]["value"]["typed_config"]);
+}
+
+/// A proxy configuration (`proxy.istio.io/config`) whose `extraStatTags` are the tags of the
+/// filter's counters: Istio's bootstrap then has the stats_tags of `envoy/envoy.yaml`
+/// (`(<tag>=\.=(.*?);\.;)`, tools/packaging/common/envoy_bootstrap.json in istio.io/istio).
+fn assert_extra_stat_tags(proxy_config: &str) {
+    let config = parse_documents(proxy_config).unwrap().remove(0);
+    let tags: Vec<&str> = webhook_core::metrics::STATS_TAGS
+        .iter()
+        .map(|(tag, _)| *tag)
+        .collect();
+    assert_eq!(
+        config["extraStatTags"],
+        serde_json::json!(tags),
+        "{proxy_config}"
+    );
+    for (tag, regex) in webhook_core::metrics::STATS_TAGS {
+        assert_eq!(regex, format!(r"({tag}=\.=(.*?);\.;)"));
+    }
 }
 
 /// The filter's plugin: authentication phase, never fail-open, no placeholder digest.
@@ -274,6 +300,11 @@ async fn istio_gateway_overlay_passes_a_server_side_dry_run_on_the_real_crds() {
         ]
     );
     assert!(overlay["spec"]["replicas"].as_u64().unwrap() >= 2);
+    assert_extra_stat_tags(
+        overlay["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/config"]
+            .as_str()
+            .unwrap(),
+    );
 
     // The route leads to the Service, which leads to the sidecar's webhook port.
     let route = find(&docs, "HTTPRoute", "bmh-webhook");
@@ -553,6 +584,16 @@ async fn monitoring_component_passes_a_dry_run_on_the_prometheus_operator_crds()
             Some(ADMIN_PORT),
             "{overlay}: the PodMonitor scrapes no port of the sidecar"
         );
+        if overlay == "envoy" {
+            // The filter's counters, from the Envoy container's metrics listener.
+            let filter = &monitor["spec"]["podMetricsEndpoints"][1];
+            assert_eq!(filter["path"], "/stats/prometheus");
+            assert_eq!(
+                port_number(container(deployment(&docs), "envoy"), &filter["port"]),
+                Some(u64::from(envoy_harness::config::DEPLOYMENT_STATS_PORT)),
+                "the PodMonitor scrapes no port of Envoy"
+            );
+        }
         let rule = find(&docs, "PrometheusRule", "bmh-webhook");
         let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
             .as_array()

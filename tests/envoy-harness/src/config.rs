@@ -13,6 +13,17 @@ pub const DEFAULT_PLUGIN_CONFIG: &str = r#"{"webhooks":[{"name":"reservations","
 /// the filter refuses larger caps).
 pub const BUFFER_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 
+/// Envoy stats tag extraction for the filter's counters: their names carry the labels in
+/// Istio's encoding (`webhook=.=<name>;.;outcome=.=<outcome>;.;webhook_filter_requests_total`),
+/// and these regexes turn them into the labels of `webhook_filter_requests_total{webhook,
+/// outcome}` (`webhook_core::metrics::STATS_TAGS`; a test checks they agree). The first group is
+/// cut out of the name, the second is the value. Istio generates the same regexes from
+/// `extraStatTags: [webhook, outcome]`.
+pub const STATS_TAGS: [(&str, &str); 2] = [
+    ("webhook", r"(webhook=\.=(.*?);\.;)"),
+    ("outcome", r"(outcome=\.=(.*?);\.;)"),
+];
+
 /// Adds `x-webhook-secret-id` from the filter state the wasm filter sets when a signature
 /// matches (filters cannot change request headers after the headers callback; the router adds
 /// route headers when it finally gets the request, after the verdict).
@@ -105,6 +116,13 @@ pub struct EnvoyConfig {
     /// Per-component levels on the command line (`--component-log-level`, e.g.
     /// `wasm:trace,http:trace`); empty: none.
     pub component_log_level: String,
+    /// Without the filter (`wasm_path` `None`), still render the buffer filter: benchmarks
+    /// price it alone. Off in the deployment and the tests.
+    pub buffer_without_filter: bool,
+    /// A listener on `listener_address` at this port that serves only the admin's
+    /// `/stats/prometheus` (the filter's counters), so Prometheus can scrape the pod while the
+    /// admin interface itself stays on loopback. `None`: no such listener (the tests' default).
+    pub stats_port: Option<u16>,
 }
 
 impl EnvoyConfig {
@@ -123,6 +141,8 @@ impl EnvoyConfig {
             edge: EdgeLimits::deployment(),
             log_level: "info".into(),
             component_log_level: String::new(),
+            buffer_without_filter: false,
+            stats_port: Some(DEPLOYMENT_STATS_PORT),
         }
     }
 
@@ -142,7 +162,17 @@ impl EnvoyConfig {
             upstream,
             wasm_path,
             plugin_config: plugin_config.into(),
+            stats_port: None,
             ..EnvoyConfig::deployment()
+        }
+    }
+
+    /// Whether `envoy.filters.http.buffer` sits before the router: after the wasm filter
+    /// (`buffer_after_filter`), or alone for a benchmark (`buffer_without_filter`).
+    fn has_buffer_filter(&self) -> bool {
+        match self.wasm_path {
+            Some(_) => self.buffer_after_filter,
+            None => self.buffer_without_filter,
         }
     }
 
@@ -181,19 +211,26 @@ impl EnvoyConfig {
                 config = yaml_quote(&self.plugin_config),
                 wasm = yaml_quote(&wasm.display().to_string()),
             ));
-            if self.buffer_after_filter {
-                filters.push_str(&format!(
-                    r#"          # Holds the request headers back from the router until the wasm filter has
+        }
+        if self.has_buffer_filter() {
+            filters.push_str(&format!(
+                r#"          # Holds the request headers back from the router until the wasm filter has
           # accepted the whole body: a rejected request reaches the sidecar with zero bytes.
           - name: envoy.filters.http.buffer
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
               max_request_bytes: {BUFFER_MAX_REQUEST_BYTES}
 "#
-                ));
-            }
+            ));
         }
-        let no_buffer = if self.wasm_path.is_some() && self.buffer_after_filter {
+        let (stats_listener, stats_cluster) = match self.stats_port {
+            Some(port) => (
+                stats_listener(&self.listener_address, port),
+                admin_cluster(self.admin_port),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let no_buffer = if self.has_buffer_filter() {
             r#"
                 typed_per_filter_config:
                   envoy.filters.http.buffer:
@@ -209,6 +246,10 @@ impl EnvoyConfig {
 # Secrets: WEBHOOK_SECRET (and WEBHOOK_SECRET_PREVIOUS during a rotation) in Envoy's environment.
 # Edge settings follow Envoy's "Configuring Envoy as an edge proxy"; docs/filter.md ("Envoy at
 # the edge") explains each value.
+# The filter's counters as one family with labels:
+# webhook_filter_requests_total{{webhook="...",outcome="..."}} (docs/filter.md, "Metrics").
+stats_config:
+  stats_tags:{stats_tags}
 overload_manager:
   refresh_interval: 0.25s
   resource_monitors:
@@ -289,7 +330,7 @@ static_resources:
 {filters}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
+{stats_listener}  clusters:
   - name: sidecar
     type: STATIC
     connect_timeout: 1s
@@ -301,8 +342,12 @@ static_resources:
         - endpoint:
             address:
               socket_address: {{ address: {uaddr}, port_value: {uport} }}
-"#,
+{stats_cluster}"#,
             admin = self.admin_port,
+            stats_tags = STATS_TAGS
+                .iter()
+                .map(|(tag, regex)| format!("\n  - tag_name: {tag}\n    regex: {}", yaml_quote(regex)))
+                .collect::<String>(),
             secret_id = if self.wasm_path.is_some() {
                 SECRET_ID_HEADER_TO_ADD
             } else {
@@ -339,6 +384,66 @@ static_resources:
             uport = self.upstream.port(),
         )
     }
+}
+
+/// The port of the deployment's metrics listener (the pod's `http-envoy-prom`, the name Istio
+/// gives its proxy's metrics port, so one PodMonitor endpoint covers both overlays).
+pub const DEPLOYMENT_STATS_PORT: u16 = 9902;
+
+/// The `prometheus` listener: `GET /stats/prometheus` goes to the admin interface through the
+/// `envoy_admin` cluster; every other path is a 404, so nothing else of the admin (config
+/// dump, `/quitquitquit`, log levels) is reachable from the pod network.
+fn stats_listener(address: &str, port: u16) -> String {
+    format!(
+        r#"  # Prometheus scrapes the filter's counters here; the admin itself stays on loopback.
+  - name: prometheus
+    address:
+      socket_address: {{ address: {address}, port_value: {port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: prometheus
+          normalize_path: true
+          merge_slashes: true
+          request_headers_timeout: 5s
+          stream_idle_timeout: 10s
+          route_config:
+            name: prometheus
+            virtual_hosts:
+            - name: admin
+              domains: ["*"]
+              routes:
+              - match: {{ path: /stats/prometheus, headers: [{{ name: ":method", string_match: {{ exact: GET }} }}] }}
+                route: {{ cluster: envoy_admin, timeout: 5s }}
+              - match: {{ prefix: / }}
+                direct_response:
+                  status: 404
+                  body: {{ inline_string: '{{"detail":"not found","error_type":"NotFound"}}' }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    )
+}
+
+/// The cluster behind the `prometheus` listener: Envoy's own admin interface on loopback.
+fn admin_cluster(admin_port: u16) -> String {
+    format!(
+        r#"  - name: envoy_admin
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: envoy_admin
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+"#
+    )
 }
 
 /// A protobuf `Duration` in YAML: `10s`, or `1.5s` with milliseconds.

@@ -228,6 +228,61 @@ impl Envoy {
     pub fn counter(&self, name: &str) -> Result<Option<u64>> {
         Ok(parse_counter(&self.prometheus()?, name))
     }
+
+    /// The filter's `webhook_filter_requests_total{webhook, outcome}` sample (`webhook` `None`:
+    /// the series of paths no webhook guards, which has no `webhook` label); `None` if absent.
+    /// `outcome` is the label value (`accepted`, `invalid_signature`, ...).
+    pub fn filter_requests(&self, webhook: Option<&str>, outcome: &str) -> Result<Option<u64>> {
+        let text = self.prometheus()?;
+        let mut labels = vec![("outcome", outcome)];
+        if let Some(w) = webhook {
+            labels.insert(0, ("webhook", w));
+        }
+        Ok(parse_sample(&text, FILTER_REQUESTS_METRIC, &labels))
+    }
+}
+
+/// Value of the sample of `name` whose labels are exactly `labels` (in any order) in Prometheus
+/// text, e.g. `webhook_filter_requests_total{webhook="github",outcome="accepted"} 3`;
+/// `None` if there is no such series. Label values are compared unescaped only for plain text
+/// (no `\\`, `"` or newline in them), which is all the filter's labels hold.
+pub fn parse_sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+    let mut want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    want.sort();
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (got, value) = match rest.strip_prefix('{') {
+            Some(r) => {
+                let (inside, value) = r.split_once("} ")?;
+                let mut got: Vec<String> = if inside.is_empty() {
+                    Vec::new()
+                } else {
+                    inside.split(',').map(str::to_owned).collect()
+                };
+                got.sort();
+                (got, value)
+            }
+            None => (Vec::new(), rest.strip_prefix(' ')?),
+        };
+        (got == want).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// Sum of every sample of `name` that carries all of `labels` (others may be there too), e.g.
+/// every webhook's `outcome="accepted"`; 0 if none.
+pub fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (inside, value) = rest.split_once("} ")?;
+            let got: Vec<&str> = inside.split(',').collect();
+            want.iter()
+                .all(|w| got.contains(&w.as_str()))
+                .then(|| value.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .sum()
 }
 
 /// Value of a label-less sample `name{} 12` or `name 12` in Prometheus text.
@@ -247,6 +302,10 @@ impl Envoy {
         let _ = self.child.wait();
     }
 }
+
+/// The filter's counter family (`webhook_core::metrics::REQUESTS_METRIC`; a test checks they
+/// agree).
+pub const FILTER_REQUESTS_METRIC: &str = "webhook_filter_requests_total";
 
 impl Drop for Envoy {
     fn drop(&mut self) {

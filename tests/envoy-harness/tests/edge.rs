@@ -289,7 +289,7 @@ fn header_names_with_underscores_never_reach_the_upstream() {
     assert_eq!(reqs[0].header_values("x-webhook-verified"), ["true"]);
     assert_eq!(reqs[0].header_values("x-webhook-secret-id"), ["current"]);
     assert!(reqs[0].header_values("x-webhook-delivery-id").is_empty());
-    assert_eq!(b.counter(Outcome::Accepted.metric_name()), 1);
+    assert_eq!(b.requests(Outcome::Accepted), 1);
     assert_eq!(
         b.envoy
             .stat("http1.dropped_headers_with_underscores")

@@ -37,7 +37,7 @@ fn valid_event_is_forwarded_byte_for_byte_with_verified_headers() {
     assert_eq!(got.header_values("x-webhook-verified"), ["true"]);
     assert_eq!(got.header_values("x-webhook-secret-id"), ["current"]);
     assert_eq!(got.header_values("x-webhook-name"), ["reservations"]);
-    assert_eq!(b.counter(Outcome::Accepted.metric_name()), 1);
+    assert_eq!(b.requests(Outcome::Accepted), 1);
 }
 
 #[test]
@@ -139,8 +139,18 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
         "stray bytes upstream"
     );
 
-    // One counter per outcome, under Prometheus names.
+    // One counter family with labels, as Prometheus scrapes it from Envoy's admin endpoint:
+    // `webhook_filter_requests_total{webhook="reservations",outcome="..."}`.
     let text = b.envoy.prometheus().unwrap();
+    assert!(
+        text.contains("# TYPE webhook_filter_requests_total counter"),
+        "not typed as one counter family:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l
+            == r#"webhook_filter_requests_total{webhook="reservations",outcome="accepted"} 1"#),
+        "{text}"
+    );
     for (outcome, n) in [
         (Outcome::Accepted, 1),
         (Outcome::MethodNotAllowed, 1),
@@ -152,18 +162,73 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
         (Outcome::MalformedJson, 1),
         (Outcome::InvalidEvent, 4),
         (Outcome::StaleEvent, 1),
+        // Defined at start-up: a scrape shows zeros too.
+        (Outcome::StaleTimestamp, 0),
     ] {
-        let name = outcome.metric_name();
-        assert!(
-            text.contains(&format!("# TYPE {name} counter")),
-            "{name} not typed as counter"
-        );
+        let labels = [("webhook", "reservations"), ("outcome", outcome.label())];
         assert_eq!(
-            envoy_harness::envoy::parse_counter(&text, name),
+            envoy_harness::envoy::parse_sample(&text, "webhook_filter_requests_total", &labels),
             Some(n),
-            "{name}\n{text}"
+            "{outcome:?}\n{text}"
         );
     }
+    // Paths no webhook guards have no `webhook` label; no old per-outcome names are left.
+    assert_eq!(
+        envoy_harness::envoy::parse_sample(
+            &text,
+            "webhook_filter_requests_total",
+            &[("outcome", "passed")]
+        ),
+        Some(0),
+        "{text}"
+    );
+    assert!(!text.contains("webhook_filter_accepted_total"), "{text}");
+    assert!(!text.contains("=.="), "an untagged name leaked:\n{text}");
+}
+
+/// The deployment's metrics listener (the pod's `http-envoy-prom` port) serves the labelled
+/// counters to Prometheus and nothing else of Envoy's admin: no config dump (it would show the
+/// plugin configuration), no `/quitquitquit`, no POSTs.
+#[test]
+fn the_metrics_listener_serves_the_counters_and_nothing_else_of_the_admin() {
+    let stats_port = envoy_harness::free_port().unwrap();
+    let b = Bench::start_full(&plugin_config(|_| {}), &[("WEBHOOK_SECRET", NEW)], |cfg| {
+        cfg.stats_port = Some(stats_port)
+    });
+    assert_eq!(b.post_signed(NEW, &fresh_event(|_| {})).status, 200);
+    let stats = std::net::SocketAddr::from(([127, 0, 0, 1], stats_port));
+
+    let r = http::get(stats, "/stats/prometheus").unwrap();
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(
+        text.lines().any(|l| l
+            == r#"webhook_filter_requests_total{webhook="reservations",outcome="accepted"} 1"#),
+        "{text}"
+    );
+
+    for path in [
+        "/config_dump",
+        "/stats",
+        "/clusters",
+        "/quitquitquit",
+        "/",
+        "/stats/prometheus/../../config_dump",
+    ] {
+        let r = http::get(stats, path).unwrap();
+        assert_eq!(
+            r.status,
+            404,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let head = http::head("POST", "/stats/prometheus", &[("content-length", "0")]);
+    assert_eq!(http::send(stats, &[head.as_bytes()]).unwrap().status, 404);
+    let head = http::head("POST", "/quitquitquit", &[("content-length", "0")]);
+    assert_eq!(http::send(stats, &[head.as_bytes()]).unwrap().status, 404);
+    // Envoy is still up and serving.
+    assert_eq!(b.post_signed(NEW, &fresh_event(|_| {})).status, 200);
 }
 
 /// The replay rule through Envoy with the deployment configuration: an END is forwarded at any
@@ -212,7 +277,7 @@ fn an_end_passes_at_any_age_and_a_start_until_its_reservation_has_ended() {
     let reqs = b.upstream.requests();
     let bodies: Vec<&[u8]> = reqs.iter().map(|r| r.body.as_slice()).collect();
     assert_eq!(bodies, [END, retried.as_slice()]);
-    assert_eq!(b.counter(Outcome::StaleEvent.metric_name()), 3);
+    assert_eq!(b.requests(Outcome::StaleEvent), 3);
 }
 
 #[test]
@@ -299,7 +364,7 @@ fn body_cap_exactly_at_passes_one_byte_over_is_413() {
         "only the two at-cap requests reach the upstream"
     );
     assert!(reqs.iter().all(|r| r.body == at_cap));
-    assert_eq!(b.counter(Outcome::BodyTooLarge.metric_name()), 2);
+    assert_eq!(b.requests(Outcome::BodyTooLarge), 2);
 }
 
 #[test]
@@ -393,7 +458,12 @@ fn unguarded_health_paths_pass_without_signature_and_spoofed_headers_are_strippe
     let body = fresh_event(|_| {});
     assert_rejected(&b.post_to("//webhook", &body, &[]), 401, "MissingSignature");
     assert_eq!(b.upstream.requests().len(), 2);
-    assert_eq!(b.counter(Outcome::Passed.metric_name()), 3);
+    assert_eq!(
+        b.envoy
+            .filter_requests(None, Outcome::Passed.label())
+            .unwrap(),
+        Some(3)
+    );
 }
 
 #[test]

@@ -60,3 +60,20 @@ fn deployment_config_holds_the_contract() {
     );
     assert!(w < b && b < r);
 }
+
+#[test]
+fn stats_tags_are_the_filters() {
+    assert_eq!(
+        envoy_harness::config::STATS_TAGS,
+        webhook_core::metrics::STATS_TAGS
+    );
+    assert_eq!(
+        envoy_harness::envoy::FILTER_REQUESTS_METRIC,
+        webhook_core::metrics::REQUESTS_METRIC
+    );
+    let y = envoy_harness::EnvoyConfig::deployment().render();
+    assert!(
+        y.contains("  - tag_name: webhook\n    regex: '(webhook=\\.=(.*?);\\.;)'"),
+        "{y}"
+    );
+}

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::*;
 use envoy_harness::http::Response;
 use serde_json::{Value, json};
-use webhook_core::metrics::{Outcome, webhook_metric_name};
+use webhook_core::metrics::Outcome;
 use webhook_core::scheme;
 use webhook_core::signature::signature_header_value;
 
@@ -300,12 +300,15 @@ fn one_filter_guards_the_reservation_github_stripe_and_standard_webhooks_at_once
     let accepted: usize = reqs.iter().map(|r| r.head.len() + 4 + r.body.len()).sum();
     assert_eq!(all, accepted, "stray bytes upstream");
 
-    // Counters: totals and per webhook.
+    // One counter family: per webhook, and summed over webhooks with PromQL's `sum by (outcome)`.
     let text = b.envoy.prometheus().unwrap();
-    let count = |name: &str| envoy_harness::envoy::parse_counter(&text, name).unwrap_or(0);
-    assert_eq!(count(Outcome::Accepted.metric_name()), 4);
-    assert_eq!(count(Outcome::StaleTimestamp.metric_name()), 3);
-    assert_eq!(count(Outcome::ReplayedDelivery.metric_name()), 1);
+    let metric = "webhook_filter_requests_total";
+    let total = |outcome: Outcome| {
+        envoy_harness::envoy::sum_samples(&text, metric, &[("outcome", outcome.label())])
+    };
+    assert_eq!(total(Outcome::Accepted), 4);
+    assert_eq!(total(Outcome::StaleTimestamp), 3);
+    assert_eq!(total(Outcome::ReplayedDelivery), 1);
     for (hook, outcome, n) in [
         ("github", Outcome::Accepted, 1),
         ("github", Outcome::BadSignature, 1),
@@ -318,8 +321,12 @@ fn one_filter_guards_the_reservation_github_stripe_and_standard_webhooks_at_once
         ("reservations", Outcome::MissingSignature, 1),
         ("reservations", Outcome::Accepted, 1),
     ] {
-        let name = webhook_metric_name(hook, outcome);
-        assert_eq!(count(&name), n, "{name}\n{text}");
+        let labels = [("webhook", hook), ("outcome", outcome.label())];
+        assert_eq!(
+            envoy_harness::envoy::parse_sample(&text, metric, &labels),
+            Some(n),
+            "{hook} {outcome:?}\n{text}"
+        );
     }
 }
 
@@ -525,14 +532,8 @@ fn replay_cache_forgets_a_delivery_the_upstream_did_not_take() {
             String::from_utf8_lossy(&r.body)
         );
     }
-    assert_eq!(
-        b.counter(&webhook_metric_name("github", Outcome::ReplayedDelivery)),
-        0
-    );
-    assert_eq!(
-        b.counter(&webhook_metric_name("github", Outcome::Accepted)),
-        2
-    );
+    assert_eq!(b.webhook_requests("github", Outcome::ReplayedDelivery), 0);
+    assert_eq!(b.webhook_requests("github", Outcome::Accepted), 2);
 }
 
 /// The second artifact validates a JSON Schema given in the configuration; the default one

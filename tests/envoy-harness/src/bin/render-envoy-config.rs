@@ -4,7 +4,12 @@
 //! ```text
 //! render-envoy-config [--loopback] [--listener-port P] [--admin-port A] [--upstream IP:PORT]
 //!                     [--wasm PATH | --no-filter] [--no-buffer] [--plugin-config JSON]
+//!                     [--buffer-only] [--host-env-key NAME]... [--stats-port S]
 //! ```
+//! `--loopback` also drops the metrics listener (`--stats-port` puts it back on loopback).
+//! `--buffer-only`: no wasm filter, the buffer filter alone (prices it). `--host-env-key`
+//! exposes one more variable of Envoy's environment to the VM (the benchmark artifact's
+//! `WEBHOOK_BENCH_STAGE`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,9 +23,12 @@ fn main() -> ExitCode {
         let mut value = || args.next().unwrap_or_default();
         let ok = match arg.as_str() {
             "--loopback" => {
+                // A local run (benchmarks): no metrics listener unless --stats-port follows.
                 cfg.listener_address = "127.0.0.1".into();
+                cfg.stats_port = None;
                 true
             }
+            "--stats-port" => value().parse().map(|p| cfg.stats_port = Some(p)).is_ok(),
             "--listener-port" => value().parse().map(|p| cfg.listener_port = p).is_ok(),
             "--admin-port" => value().parse().map(|p| cfg.admin_port = p).is_ok(),
             "--upstream" => value().parse().map(|a| cfg.upstream = a).is_ok(),
@@ -32,8 +40,17 @@ fn main() -> ExitCode {
                 cfg.wasm_path = None;
                 true
             }
+            "--buffer-only" => {
+                cfg.wasm_path = None;
+                cfg.buffer_without_filter = true;
+                true
+            }
             "--no-buffer" => {
                 cfg.buffer_after_filter = false;
+                true
+            }
+            "--host-env-key" => {
+                cfg.host_env_keys.push(value());
                 true
             }
             "--plugin-config" => {

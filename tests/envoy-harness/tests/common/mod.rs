@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use envoy_harness::http::{self, Response};
 use envoy_harness::{Envoy, EnvoyConfig, RecordingUpstream, filter_wasm, free_port};
 use serde_json::{Value, json};
+use webhook_core::metrics::Outcome;
 use webhook_core::signature::signature_header_value;
 
 /// The current and previous secrets: 32 bytes or more, as the filter requires by default.
@@ -114,8 +115,17 @@ impl Bench {
         self.post(body, &[("x-webhook-signature", &sig)])
     }
 
-    pub fn counter(&self, name: &str) -> u64 {
-        self.envoy.counter(name).unwrap().unwrap_or(0)
+    /// `webhook_filter_requests_total{webhook="reservations",outcome=...}` (0 if absent).
+    pub fn requests(&self, outcome: Outcome) -> u64 {
+        self.webhook_requests("reservations", outcome)
+    }
+
+    /// `webhook_filter_requests_total{webhook=<webhook>,outcome=...}` (0 if absent).
+    pub fn webhook_requests(&self, webhook: &str, outcome: Outcome) -> u64 {
+        self.envoy
+            .filter_requests(Some(webhook), outcome.label())
+            .unwrap()
+            .unwrap_or(0)
     }
 }
 
