@@ -1,14 +1,15 @@
 //! The filter configuration (`CompiledConfig::from_json`) on arbitrary documents, with an
 //! environment holding usable, short, empty and Standard Webhooks secrets. Properties: no
 //! panic; no secret value in an error or a warning (both are logged); a compiled
-//! configuration routes each webhook's path to it, names Prometheus-safe counters, and decides
+//! configuration routes each webhook's path to it, names counters whose tags Envoy's stats tag
+//! extraction reads back as exactly (webhook, outcome), and decides
 //! a first request on every path without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use webhook_core::config::CompiledConfig;
 use webhook_core::flow::{self, HeadersDecision};
-use webhook_core::metrics::{Outcome, webhook_metric_name};
+use webhook_core::metrics::{Outcome, REQUESTS_METRIC, requests_metric};
 use webhook_fuzz::{ALL_SECRETS, check_rejection, clock, env};
 
 fuzz_target!(|data: &[u8]| {
@@ -34,12 +35,19 @@ fuzz_target!(|data: &[u8]| {
     for (i, hook) in cfg.webhooks.iter().enumerate() {
         assert_eq!(cfg.route(&hook.path).map(|(j, _)| j), Some(i));
         for outcome in Outcome::COUNTED {
-            let name = webhook_metric_name(&hook.metric_name, outcome);
-            assert!(
-                name.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                "counter name not Prometheus-safe: {name}"
-            );
+            // What the stats_tags regexes `(<tag>=\.=(.*?);\.;)` cut out must be the webhook's
+            // name and the outcome, and nothing may be left but the family's name.
+            let name = requests_metric(Some(&hook.name), outcome);
+            let rest = name
+                .strip_prefix("webhook=.=")
+                .and_then(|r| r.split_once(";.;"))
+                .map(|(webhook, r)| (webhook.to_owned(), r.to_owned()));
+            let Some((webhook, rest)) = rest else {
+                panic!("no webhook tag in {name}")
+            };
+            assert_eq!(webhook, hook.name, "webhook tag cut short in {name}");
+            let expected = format!("outcome=.={};.;{REQUESTS_METRIC}", outcome.label());
+            assert_eq!(rest, expected, "tags of {name}");
         }
         let method = hook.methods.first().cloned().unwrap_or_default();
         let header = |name: &str| (name == "content-type").then(|| "application/json".to_owned());
