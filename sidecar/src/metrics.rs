@@ -86,12 +86,6 @@ impl Route {
     }
 }
 
-impl EncodeLabelValue for Route {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
 /// Labels of `bmh_sidecar_http_request_duration_seconds`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -142,12 +136,6 @@ impl StepKind {
     }
 }
 
-impl EncodeLabelValue for StepKind {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
 /// Whether a reconcile returned normally (`ok`) or with an error that is retried (`error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReconcileResult {
@@ -155,26 +143,32 @@ pub enum ReconcileResult {
     Error,
 }
 
-impl EncodeLabelValue for ReconcileResult {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(match self {
+impl ReconcileResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
             ReconcileResult::Ok => "ok",
             ReconcileResult::Error => "error",
-        })
+        }
     }
 }
+
+/// Label values of the typed label sets: each type's `as_str`, never request data.
+macro_rules! label_values {
+    ($($label:ty),+) => {$(
+        impl EncodeLabelValue for $label {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+label_values!(Route, StepKind, ReconcileResult, Phase, Delivery);
 
 /// Labels of `bmh_sidecar_reconcile_duration_seconds`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReconcileLabels {
     pub step: StepKind,
     pub result: ReconcileResult,
-}
-
-impl EncodeLabelValue for Phase {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
 }
 
 /// Whether a delivery round reached a 2xx (`delivered`) or will be tried again (`retrying`).
@@ -190,12 +184,6 @@ impl Delivery {
             Delivery::Delivered => "delivered",
             Delivery::Retrying => "retrying",
         }
-    }
-}
-
-impl EncodeLabelValue for Delivery {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
     }
 }
 

@@ -61,13 +61,17 @@ pub fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
     out
 }
 
-/// Sends `parts` as separate writes (flushing and pausing briefly between them so Envoy sees
-/// separate reads), then reads the response until the connection closes. A write that fails
-/// because Envoy already answered and closed is not an error: the response is read anyway.
-pub fn send(addr: SocketAddr, parts: &[&[u8]]) -> Result<Response> {
+/// Connects to `addr` (reads time out after `read_timeout`) and sends `parts` as separate
+/// writes, flushing and pausing briefly between them so Envoy sees separate reads. A write that
+/// fails because Envoy already answered and closed ends the writing, not the exchange.
+fn connect_and_write(
+    addr: SocketAddr,
+    parts: &[&[u8]],
+    read_timeout: Duration,
+) -> Result<TcpStream> {
     let mut s =
         TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| Error::Io("connect", e))?;
-    s.set_read_timeout(Some(IO_TIMEOUT))
+    s.set_read_timeout(Some(read_timeout))
         .map_err(|e| Error::Io("set timeout", e))?;
     s.set_write_timeout(Some(IO_TIMEOUT))
         .map_err(|e| Error::Io("set timeout", e))?;
@@ -81,6 +85,14 @@ pub fn send(addr: SocketAddr, parts: &[&[u8]]) -> Result<Response> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    Ok(s)
+}
+
+/// Sends `parts` as separate writes (flushing and pausing briefly between them so Envoy sees
+/// separate reads), then reads the response until the connection closes. A write that fails
+/// because Envoy already answered and closed is not an error: the response is read anyway.
+pub fn send(addr: SocketAddr, parts: &[&[u8]]) -> Result<Response> {
+    let mut s = connect_and_write(addr, parts, IO_TIMEOUT)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -115,22 +127,7 @@ pub fn send_raw_until(
     quiet: Duration,
     done: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<u8>> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| Error::Io("connect", e))?;
-    s.set_read_timeout(Some(quiet))
-        .map_err(|e| Error::Io("set timeout", e))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| Error::Io("set timeout", e))?;
-    s.set_nodelay(true)
-        .map_err(|e| Error::Io("set nodelay", e))?;
-    for (i, p) in parts.iter().enumerate() {
-        if s.write_all(p).and_then(|()| s.flush()).is_err() {
-            break;
-        }
-        if i + 1 < parts.len() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    let mut s = connect_and_write(addr, parts, quiet)?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     while !done(&raw) {
