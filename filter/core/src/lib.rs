@@ -27,7 +27,8 @@
 //! - [`scheme`]: each sender's scheme (headers, signed bytes, key, tolerance) and `sign_*`.
 //! - [`signature`]: HMAC-SHA256 hex signing ([`signature::sign_hex`]) and verification.
 //! - [`replay`]: the bounded, expiring cache of delivery ids (stored by the adapter).
-//! - [`event`]: the shared reservation event types and [`event::validate`].
+//! - [`event`]: the shared reservation event types and [`event::validate`] (field rules in
+//!   `event/fields.rs`, the SSH key in `event/ssh_key.rs`).
 //! - [`flow`]: the per-request decision the adapter drives.
 //! - [`metrics`]: outcomes and their Prometheus counter names.
 //! - [`error`]: the crate's error type, with HTTP status, `error_type` and outcome per variant.
