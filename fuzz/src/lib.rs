@@ -20,9 +20,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use webhook_core::config::{CompiledConfig, Schema, Scheme, Webhook};
+use webhook_core::config::{CompiledConfig, Schema, Webhook};
 use webhook_core::flow::{self, HeadersDecision, Rejection};
-use webhook_core::{event, replay, scheme, signature};
+use webhook_core::scheme::{self, Scheme};
+use webhook_core::{event, replay, signature};
 
 /// The fixtures' `timestamp` (2025-06-08T14:30:00+02:00) as unix seconds: the clock is this
 /// plus the input's offset, so the fixtures' STARTs are fresh for small offsets.

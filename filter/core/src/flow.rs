@@ -1,4 +1,5 @@
-//! The per-request decision, as plain functions over the compiled configuration.
+//! The per-request decision, as plain functions over the compiled configuration, and the
+//! headers it sets upstream.
 //!
 //! ```text
 //! headers ──▶ on_request_headers ──┬─ Pass            (path not guarded: forward)
@@ -16,15 +17,35 @@ use std::time::SystemTime;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::{
-    CompiledConfig, DELIVERY_ID_HEADER, SECRET_ID_HEADER, Schema, Unmatched, VERIFIED_HEADER,
-    WEBHOOK_NAME_HEADER, Webhook,
-};
+use crate::config::{CompiledConfig, Schema, Unmatched, Webhook};
 use crate::error::Error;
 use crate::event;
 use crate::metrics::Outcome;
 use crate::replay;
 use crate::scheme::Presented;
+
+/// Header set upstream on every forwarded guarded request: `true`, or `unsigned` in unsigned
+/// mode. Inbound copies are always removed.
+pub const VERIFIED_HEADER: &str = "x-webhook-verified";
+/// Header set upstream naming the secret (its configured `id`) that matched. Inbound copies
+/// are always removed. Envoy's route adds it from the filter state [`SECRET_ID_PROPERTY`].
+pub const SECRET_ID_HEADER: &str = "x-webhook-secret-id";
+/// Filter-state property the adapter sets to the matched secret's `id`; Envoy stores it as
+/// `wasm.webhook_secret_id` and the route turns it into [`SECRET_ID_HEADER`] with
+/// `%FILTER_STATE(wasm.webhook_secret_id:PLAIN)%`.
+pub const SECRET_ID_PROPERTY: &str = "webhook_secret_id";
+/// Header set upstream naming the webhook (its configured `name`) that matched.
+pub const WEBHOOK_NAME_HEADER: &str = "x-webhook-name";
+/// Header set upstream with the sender's delivery id (`X-GitHub-Delivery`, `webhook-id`,
+/// `svix-id`, `X-Shopify-Webhook-Id`, or the configured `delivery_id_header`).
+pub const DELIVERY_ID_HEADER: &str = "x-webhook-delivery-id";
+/// Every header the filter owns; stripped from every inbound request so none can be spoofed.
+pub const OWNED_HEADERS: [&str; 4] = [
+    VERIFIED_HEADER,
+    SECRET_ID_HEADER,
+    WEBHOOK_NAME_HEADER,
+    DELIVERY_ID_HEADER,
+];
 
 /// What to do after the request headers.
 #[derive(Debug)]

@@ -23,13 +23,15 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: the plugin configuration (serde, `deny_unknown_fields`) and its compiled form.
-//! - [`scheme`]: each sender's scheme (headers, signed bytes, key, tolerance) and `sign_*`.
-//! - [`signature`]: HMAC-SHA256 hex signing ([`signature::sign_hex`]) and verification.
+//! - [`config`]: the compiled configuration and its checks; `config/raw.rs` the plugin
+//!   configuration as written (serde, `deny_unknown_fields`).
+//! - [`scheme`]: each sender's compiled scheme (headers, signed bytes, key, tolerance),
+//!   verification of what it presents, and `sign_*`.
+//! - [`signature`]: keyed HMAC-SHA256 secrets and hex signing ([`signature::sign_hex`]).
 //! - [`replay`]: the bounded, expiring cache of delivery ids (stored by the adapter).
 //! - [`event`]: the shared reservation event types and [`event::validate`] (field rules in
 //!   `event/fields.rs`, the SSH key in `event/ssh_key.rs`).
-//! - [`flow`]: the per-request decision the adapter drives.
+//! - [`flow`]: the per-request decision the adapter drives, and the `x-webhook-*` headers.
 //! - [`metrics`]: outcomes and their Prometheus counter names.
 //! - [`error`]: the crate's error type, with HTTP status, `error_type` and outcome per variant.
 //!

@@ -35,8 +35,10 @@ use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
-use webhook_core::config::{CompiledConfig, OWNED_HEADERS, SECRET_ID_PROPERTY};
-use webhook_core::flow::{self, HeadersDecision, Pending, Rejection};
+use webhook_core::config::CompiledConfig;
+use webhook_core::flow::{
+    self, HeadersDecision, OWNED_HEADERS, Pending, Rejection, SECRET_ID_PROPERTY,
+};
 use webhook_core::metrics::{Outcome, requests_metric};
 use webhook_core::{Error, replay};
 
