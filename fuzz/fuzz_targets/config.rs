@@ -1,14 +1,14 @@
 //! The filter configuration (`CompiledConfig::from_json`) on arbitrary documents, with an
 //! environment holding usable, short, empty and Standard Webhooks secrets. Properties: no
 //! panic; no secret value in an error or a warning (both are logged); a compiled
-//! configuration routes each webhook's path to it, names Prometheus-safe counters, and decides
-//! a first request on every path without panicking.
+//! configuration routes each webhook's path to it, names counters that Envoy's tag extraction
+//! splits into their two labels, and decides a first request on every path without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use webhook_core::config::CompiledConfig;
 use webhook_core::flow::{self, HeadersDecision};
-use webhook_core::metrics::{Outcome, webhook_metric_name};
+use webhook_core::metrics::{Outcome, REQUESTS_METRIC, requests_metric};
 use webhook_fuzz::{ALL_SECRETS, check_rejection, clock, env};
 
 fuzz_target!(|data: &[u8]| {
@@ -33,12 +33,15 @@ fuzz_target!(|data: &[u8]| {
     let (now, _) = clock(0);
     for (i, hook) in cfg.webhooks.iter().enumerate() {
         assert_eq!(cfg.route(&hook.path).map(|(j, _)| j), Some(i));
-        for outcome in Outcome::COUNTED {
-            let name = webhook_metric_name(&hook.metric_name, outcome);
-            assert!(
-                name.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                "counter name not Prometheus-safe: {name}"
+        // Envoy's tag extraction must cut each counter name into exactly its two labels.
+        for outcome in Outcome::COUNTED.into_iter().filter(|o| o.per_webhook()) {
+            let name = requests_metric(Some(&hook.name), outcome);
+            let webhook = format!("webhook=.={}", hook.name);
+            let outcome = format!("outcome=.={}", outcome.label());
+            assert_eq!(
+                name.split(";.;").collect::<Vec<_>>(),
+                [webhook.as_str(), outcome.as_str(), REQUESTS_METRIC],
+                "counter name does not split into its labels: {name}"
             );
         }
         let method = hook.methods.first().cloned().unwrap_or_default();
