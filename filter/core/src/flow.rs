@@ -6,11 +6,14 @@
 //!                                  ├─ Reject(r)       (405 / 415 / 413 / 401 / 404: reply now)
 //!                                  └─ Inspect(p) ──▶ body chunks: p.check_size(buffered)
 //!                                                      └─ end of stream: p.finish(body, now)
-//!                                                          ├─ Ok(Accepted)  forward + headers
-//!                                                          └─ Err(r)        413/401/400/422
+//!                                                          ├─ Ok(v)   v.admit(store, now)
+//!                                                          │            ├─ Ok(_)  forward
+//!                                                          │            └─ Err(r) replayed (409)
+//!                                                          └─ Err(r)  413/401/400/422
 //! ```
-//! The adapter performs the I/O (read headers and body, send the reply, bump the counter); this
-//! module decides. The clock is a parameter.
+//! The adapter performs the I/O (read headers and body, send the reply, bump the counter, the
+//! shared-data store behind [`replay::SharedData`]); this module decides. The clock is a
+//! parameter.
 
 use std::time::SystemTime;
 
@@ -21,7 +24,7 @@ use crate::config::{CompiledConfig, Schema, Unmatched, Webhook};
 use crate::error::Error;
 use crate::event;
 use crate::metrics::Outcome;
-use crate::replay;
+use crate::replay::{self, Admission, Delivery, SharedData};
 use crate::scheme::Presented;
 
 /// Header set upstream on every forwarded guarded request: `true`, or `unsigned` in unsigned
@@ -68,15 +71,48 @@ pub struct Pending {
     delivery_id: Option<String>,
 }
 
-/// A request that passed every check.
+/// A request whose headers and body passed every check of its webhook (the signature, unless
+/// in unsigned mode): what is left is [`Verified::admit`] into the replay cache, then forward.
+/// (Not [`Outcome::Accepted`], which counts a request actually forwarded.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    /// The configured `id` of the secret that matched (`None` in unsigned mode). Envoy does not
-    /// let a filter change request headers after the headers callback, so the adapter hands it
-    /// to Envoy as filter state and the route adds `x-webhook-secret-id` from there.
+pub struct Verified {
+    /// The configured `id` of the secret that matched (`None` in unsigned mode).
     pub secret_id: Option<String>,
-    /// The delivery id to record in the replay cache (only when the webhook has one).
-    pub replay_id: Option<String>,
+    /// The delivery to record in the replay cache (only when the webhook has one).
+    pub replay: Option<Delivery>,
+    /// Index of the matched webhook, for the rejection of a replayed delivery.
+    webhook: usize,
+    /// Whether `x-webhook-secret-id` was already set with the headers
+    /// ([`Webhook::secret_id_at_headers`]).
+    secret_id_sent: bool,
+}
+
+impl Verified {
+    /// The matched secret's id when the headers could not carry it (several active secrets).
+    /// Envoy does not let a filter change request headers after the headers callback, so the
+    /// adapter hands it to Envoy as filter state ([`SECRET_ID_PROPERTY`]) and the route adds
+    /// `x-webhook-secret-id` from there.
+    pub fn secret_id_for_filter_state(&self) -> Option<&str> {
+        self.secret_id.as_deref().filter(|_| !self.secret_id_sent)
+    }
+
+    /// Records the delivery id in the webhook's replay cache through `store` at `now`, when the
+    /// webhook has a cache (`Ok(None)` otherwise): the delivery and what became of it. A
+    /// delivery id seen before and not expired is refused with the cache's status (counted as
+    /// `replayed_delivery` on the webhook).
+    pub fn admit(
+        &self,
+        store: &impl SharedData,
+        now: SystemTime,
+    ) -> Result<Option<(&Delivery, Admission)>, Rejection> {
+        let Some(delivery) = &self.replay else {
+            return Ok(None);
+        };
+        match replay::admit(store, delivery, unix_seconds(now)) {
+            Ok(admission) => Ok(Some((delivery, admission))),
+            Err(e) => Err(Rejection::from(e).with_webhook(self.webhook)),
+        }
+    }
 }
 
 /// A refused request: the error and what the reply needs besides it.
@@ -250,7 +286,7 @@ impl Pending {
     /// `x-webhook-name`, `x-webhook-verified` (`true`, or `unsigned` in unsigned mode),
     /// `x-webhook-delivery-id` when the scheme carries one, and `x-webhook-secret-id` when the
     /// webhook has a single active secret (with several, the one that matches is known only
-    /// after the body: [`Accepted::secret_id`]).
+    /// after the body: [`Verified::secret_id_for_filter_state`]).
     ///
     /// Setting them before the body is checked is safe only because a rejected request never
     /// leaves Envoy (the buffer filter after ours holds the headers back until we continue);
@@ -307,14 +343,13 @@ impl Pending {
     }
 
     /// Decides on the complete body: cap, scheme timestamp, signature, JSON, schema, replay
-    /// window. The replay cache itself is the adapter's (shared data): see
-    /// [`Accepted::replay_id`] and [`crate::replay`].
+    /// window. The replay cache comes after: [`Verified::admit`].
     pub fn finish(
         &self,
         cfg: &CompiledConfig,
         body: &[u8],
         now: SystemTime,
-    ) -> Result<Accepted, Rejection> {
+    ) -> Result<Verified, Rejection> {
         self.check_size(cfg, body.len())?;
         let Some(hook) = self.webhook(cfg) else {
             return Err(Error::NotFound.into());
@@ -323,7 +358,7 @@ impl Pending {
             .map_err(|e| Rejection::from(e).with_webhook(self.webhook))
     }
 
-    fn decide(&self, hook: &Webhook, body: &[u8], now: SystemTime) -> Result<Accepted, Error> {
+    fn decide(&self, hook: &Webhook, body: &[u8], now: SystemTime) -> Result<Verified, Error> {
         let secret_id = match &self.signature {
             Some(p) => {
                 p.check_time(hook.scheme.tolerance(), unix_seconds(now))?;
@@ -348,9 +383,19 @@ impl Pending {
             Schema::None => {}
             Schema::JsonSchema(_) => check_json_schema(hook, body)?,
         }
-        Ok(Accepted {
+        let replay = match (&hook.replay_cache, &self.delivery_id) {
+            (Some(cache), Some(id)) => Some(Delivery {
+                key: replay::shared_data_key(&hook.name),
+                id: id.clone(),
+                cache: *cache,
+            }),
+            _ => None,
+        };
+        Ok(Verified {
             secret_id,
-            replay_id: hook.replay_cache.and(self.delivery_id.clone()),
+            replay,
+            webhook: self.webhook,
+            secret_id_sent: hook.secret_id_at_headers().is_some(),
         })
     }
 }

@@ -197,7 +197,7 @@ impl Webhook {
     /// configuration alone: the webhook has exactly one active secret (the usual case outside a
     /// rotation). The filter then sets `x-webhook-secret-id` with the other headers, before
     /// the verdict, and makes no filter-state call per request; with several secrets it
-    /// records the matched one after the body ([`crate::flow::Accepted::secret_id`]).
+    /// records the matched one after the body ([`crate::flow::Verified::secret_id`]).
     pub fn secret_id_at_headers(&self) -> Option<&str> {
         match self.secrets.as_slice() {
             [only] => Some(only.id()),
