@@ -20,9 +20,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use webhook_core::config::{CompiledConfig, Schema, Scheme, Webhook};
+use webhook_core::config::{CompiledConfig, Schema, Webhook};
 use webhook_core::flow::{self, HeadersDecision, Rejection};
-use webhook_core::{event, replay, scheme, signature};
+use webhook_core::scheme::{self, Scheme};
+use webhook_core::{event, replay, signature};
 
 /// The fixtures' `timestamp` (2025-06-08T14:30:00+02:00) as unix seconds: the clock is this
 /// plus the input's offset, so the fixtures' STARTs are fresh for small offsets.
@@ -300,20 +301,26 @@ pub fn drive(cfg: &CompiledConfig, input: &Input<'_>) -> Verdict {
     }
     let _ = input.trailers; // The adapter decides the same way at trailers as at end of stream.
     match pending.finish(cfg, body, now) {
-        Ok(accepted) => {
+        Ok(verified) => {
             let hook = pending
                 .webhook(cfg)
                 .expect("an inspected request has a webhook");
-            check_accepted(hook, &lookup, body, unix, accepted.secret_id.as_deref());
-            if let (Some(id), Some(rc)) = (&accepted.replay_id, &hook.replay_cache) {
-                assert!(replay::valid_id(id));
-                let stored = replay::admit(None, id, unix, rc).expect("a first delivery is new");
-                assert!(matches!(
-                    replay::admit(Some(&stored), id, unix, rc),
-                    Err(webhook_core::Error::Replayed { .. })
-                ));
-                let forgotten = replay::forget(Some(&stored), id);
-                assert!(forgotten.is_some());
+            check_accepted(hook, &lookup, body, unix, verified.secret_id.as_deref());
+            match (&verified.replay, &hook.replay_cache) {
+                (Some(d), Some(rc)) => {
+                    assert!(replay::valid_id(&d.id));
+                    assert_eq!(d.key, replay::shared_data_key(&hook.name));
+                    assert_eq!(d.cache, *rc);
+                    let mut cache = replay::ReplayCache::default();
+                    let (ttl, max) = (rc.ttl_seconds, rc.max_entries);
+                    assert!(cache.insert(&d.id, unix, ttl, max).is_ok(), "a new id");
+                    let stored = replay::ReplayCache::decode(&cache.encode());
+                    assert_eq!(stored, cache, "an id survives storage");
+                    assert!(cache.insert(&d.id, unix, ttl, max).is_err(), "a replay");
+                    assert!(cache.remove(&d.id));
+                }
+                (None, None) => {}
+                (d, rc) => panic!("delivery {d:?} to admit into cache {rc:?}"),
             }
             Verdict::Accepted
         }

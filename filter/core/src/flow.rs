@@ -1,30 +1,54 @@
-//! The per-request decision, as plain functions over the compiled configuration.
+//! The per-request decision, as plain functions over the compiled configuration, and the
+//! headers it sets upstream.
 //!
 //! ```text
 //! headers ──▶ on_request_headers ──┬─ Pass            (path not guarded: forward)
 //!                                  ├─ Reject(r)       (405 / 415 / 413 / 401 / 404: reply now)
 //!                                  └─ Inspect(p) ──▶ body chunks: p.check_size(buffered)
 //!                                                      └─ end of stream: p.finish(body, now)
-//!                                                          ├─ Ok(Accepted)  forward + headers
-//!                                                          └─ Err(r)        413/401/400/422
+//!                                                          ├─ Ok(v)   v.admit(store, now)
+//!                                                          │            ├─ Ok(_)  forward
+//!                                                          │            └─ Err(r) replayed (409)
+//!                                                          └─ Err(r)  413/401/400/422
 //! ```
-//! The adapter performs the I/O (read headers and body, send the reply, bump the counter); this
-//! module decides. The clock is a parameter.
+//! The adapter performs the I/O (read headers and body, send the reply, bump the counter, the
+//! shared-data store behind [`replay::SharedData`]); this module decides. The clock is a
+//! parameter.
 
 use std::time::SystemTime;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::{
-    CompiledConfig, DELIVERY_ID_HEADER, SECRET_ID_HEADER, Schema, Unmatched, VERIFIED_HEADER,
-    WEBHOOK_NAME_HEADER, Webhook,
-};
+use crate::config::{CompiledConfig, Schema, Unmatched, Webhook};
 use crate::error::Error;
 use crate::event;
 use crate::metrics::Outcome;
-use crate::replay;
+use crate::replay::{self, Admission, Delivery, SharedData};
 use crate::scheme::Presented;
+
+/// Header set upstream on every forwarded guarded request: `true`, or `unsigned` in unsigned
+/// mode. Inbound copies are always removed.
+pub const VERIFIED_HEADER: &str = "x-webhook-verified";
+/// Header set upstream naming the secret (its configured `id`) that matched. Inbound copies
+/// are always removed. Envoy's route adds it from the filter state [`SECRET_ID_PROPERTY`].
+pub const SECRET_ID_HEADER: &str = "x-webhook-secret-id";
+/// Filter-state property the adapter sets to the matched secret's `id`; Envoy stores it as
+/// `wasm.webhook_secret_id` and the route turns it into [`SECRET_ID_HEADER`] with
+/// `%FILTER_STATE(wasm.webhook_secret_id:PLAIN)%`.
+pub const SECRET_ID_PROPERTY: &str = "webhook_secret_id";
+/// Header set upstream naming the webhook (its configured `name`) that matched.
+pub const WEBHOOK_NAME_HEADER: &str = "x-webhook-name";
+/// Header set upstream with the sender's delivery id (`X-GitHub-Delivery`, `webhook-id`,
+/// `svix-id`, `X-Shopify-Webhook-Id`, or the configured `delivery_id_header`).
+pub const DELIVERY_ID_HEADER: &str = "x-webhook-delivery-id";
+/// Every header the filter owns; stripped from every inbound request so none can be spoofed.
+pub const OWNED_HEADERS: [&str; 4] = [
+    VERIFIED_HEADER,
+    SECRET_ID_HEADER,
+    WEBHOOK_NAME_HEADER,
+    DELIVERY_ID_HEADER,
+];
 
 /// What to do after the request headers.
 #[derive(Debug)]
@@ -47,15 +71,48 @@ pub struct Pending {
     delivery_id: Option<String>,
 }
 
-/// A request that passed every check.
+/// A request whose headers and body passed every check of its webhook (the signature, unless
+/// in unsigned mode): what is left is [`Verified::admit`] into the replay cache, then forward.
+/// (Not [`Outcome::Accepted`], which counts a request actually forwarded.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    /// The configured `id` of the secret that matched (`None` in unsigned mode). Envoy does not
-    /// let a filter change request headers after the headers callback, so the adapter hands it
-    /// to Envoy as filter state and the route adds `x-webhook-secret-id` from there.
+pub struct Verified {
+    /// The configured `id` of the secret that matched (`None` in unsigned mode).
     pub secret_id: Option<String>,
-    /// The delivery id to record in the replay cache (only when the webhook has one).
-    pub replay_id: Option<String>,
+    /// The delivery to record in the replay cache (only when the webhook has one).
+    pub replay: Option<Delivery>,
+    /// Index of the matched webhook, for the rejection of a replayed delivery.
+    webhook: usize,
+    /// Whether `x-webhook-secret-id` was already set with the headers
+    /// ([`Webhook::secret_id_at_headers`]).
+    secret_id_sent: bool,
+}
+
+impl Verified {
+    /// The matched secret's id when the headers could not carry it (several active secrets).
+    /// Envoy does not let a filter change request headers after the headers callback, so the
+    /// adapter hands it to Envoy as filter state ([`SECRET_ID_PROPERTY`]) and the route adds
+    /// `x-webhook-secret-id` from there.
+    pub fn secret_id_for_filter_state(&self) -> Option<&str> {
+        self.secret_id.as_deref().filter(|_| !self.secret_id_sent)
+    }
+
+    /// Records the delivery id in the webhook's replay cache through `store` at `now`, when the
+    /// webhook has a cache (`Ok(None)` otherwise): the delivery and what became of it. A
+    /// delivery id seen before and not expired is refused with the cache's status (counted as
+    /// `replayed_delivery` on the webhook).
+    pub fn admit(
+        &self,
+        store: &impl SharedData,
+        now: SystemTime,
+    ) -> Result<Option<(&Delivery, Admission)>, Rejection> {
+        let Some(delivery) = &self.replay else {
+            return Ok(None);
+        };
+        match replay::admit(store, delivery, unix_seconds(now)) {
+            Ok(admission) => Ok(Some((delivery, admission))),
+            Err(e) => Err(Rejection::from(e).with_webhook(self.webhook)),
+        }
+    }
 }
 
 /// A refused request: the error and what the reply needs besides it.
@@ -229,7 +286,7 @@ impl Pending {
     /// `x-webhook-name`, `x-webhook-verified` (`true`, or `unsigned` in unsigned mode),
     /// `x-webhook-delivery-id` when the scheme carries one, and `x-webhook-secret-id` when the
     /// webhook has a single active secret (with several, the one that matches is known only
-    /// after the body: [`Accepted::secret_id`]).
+    /// after the body: [`Verified::secret_id_for_filter_state`]).
     ///
     /// Setting them before the body is checked is safe only because a rejected request never
     /// leaves Envoy (the buffer filter after ours holds the headers back until we continue);
@@ -286,14 +343,13 @@ impl Pending {
     }
 
     /// Decides on the complete body: cap, scheme timestamp, signature, JSON, schema, replay
-    /// window. The replay cache itself is the adapter's (shared data): see
-    /// [`Accepted::replay_id`] and [`crate::replay`].
+    /// window. The replay cache comes after: [`Verified::admit`].
     pub fn finish(
         &self,
         cfg: &CompiledConfig,
         body: &[u8],
         now: SystemTime,
-    ) -> Result<Accepted, Rejection> {
+    ) -> Result<Verified, Rejection> {
         self.check_size(cfg, body.len())?;
         let Some(hook) = self.webhook(cfg) else {
             return Err(Error::NotFound.into());
@@ -302,7 +358,7 @@ impl Pending {
             .map_err(|e| Rejection::from(e).with_webhook(self.webhook))
     }
 
-    fn decide(&self, hook: &Webhook, body: &[u8], now: SystemTime) -> Result<Accepted, Error> {
+    fn decide(&self, hook: &Webhook, body: &[u8], now: SystemTime) -> Result<Verified, Error> {
         let secret_id = match &self.signature {
             Some(p) => {
                 p.check_time(hook.scheme.tolerance(), unix_seconds(now))?;
@@ -327,9 +383,19 @@ impl Pending {
             Schema::None => {}
             Schema::JsonSchema(_) => check_json_schema(hook, body)?,
         }
-        Ok(Accepted {
+        let replay = match (&hook.replay_cache, &self.delivery_id) {
+            (Some(cache), Some(id)) => Some(Delivery {
+                key: replay::shared_data_key(&hook.name),
+                id: id.clone(),
+                cache: *cache,
+            }),
+            _ => None,
+        };
+        Ok(Verified {
             secret_id,
-            replay_id: hook.replay_cache.and(self.delivery_id.clone()),
+            replay,
+            webhook: self.webhook,
+            secret_id_sent: hook.secret_id_at_headers().is_some(),
         })
     }
 }

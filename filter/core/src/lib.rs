@@ -18,17 +18,25 @@
 //!            │    sender timestamp tolerance (401) ─ HMAC-SHA256 against every secret (401)
 //!            │    JSON (400) ─ event rules or JSON Schema (422 + JSON path) ─ replay rule
 //!            ▼
-//!          Accepted { secret_id, replay_id } ─▶ adapter: replay::admit in shared data (409)
-//!            ─▶ forwarded; or Rejection ─▶ JSON reply + counters (total and per webhook)
+//!          Verified { secret_id, replay: Delivery { key, id, cache } }
+//!            │  Verified::admit(store, now): replay::admit, a bounded CAS loop on the
+//!            │    adapter's replay::SharedData (proxy-wasm shared data) ─ id seen before (409)
+//!            ▼
+//!          forwarded (+ secret id as filter state); or Rejection ─▶ JSON reply + counter
+//!          (per webhook); upstream answers non-2xx, or not at all ─▶ replay::forget
 //! ```
 //!
 //! # Layout
-//! - [`config`]: the plugin configuration (serde, `deny_unknown_fields`) and its compiled form.
-//! - [`scheme`]: each sender's scheme (headers, signed bytes, key, tolerance) and `sign_*`.
-//! - [`signature`]: HMAC-SHA256 hex signing ([`signature::sign_hex`]) and verification.
-//! - [`replay`]: the bounded, expiring cache of delivery ids (stored by the adapter).
-//! - [`event`]: the shared reservation event types and [`event::validate`].
-//! - [`flow`]: the per-request decision the adapter drives.
+//! - [`config`]: the compiled configuration and its checks; `config/raw.rs` the plugin
+//!   configuration as written (serde, `deny_unknown_fields`).
+//! - [`scheme`]: each sender's compiled scheme (headers, signed bytes, key, tolerance),
+//!   verification of what it presents, and `sign_*`.
+//! - [`signature`]: keyed HMAC-SHA256 secrets and hex signing ([`signature::sign_hex`]).
+//! - [`replay`]: the bounded, expiring cache of delivery ids and its admission (CAS loop over
+//!   the [`replay::SharedData`] store the adapter provides).
+//! - [`event`]: the shared reservation event types and [`event::validate`] (field rules in
+//!   `event/fields.rs`, the SSH key in `event/ssh_key.rs`).
+//! - [`flow`]: the per-request decision the adapter drives, and the `x-webhook-*` headers.
 //! - [`metrics`]: outcomes and their Prometheus counter names.
 //! - [`error`]: the crate's error type, with HTTP status, `error_type` and outcome per variant.
 //!

@@ -142,9 +142,7 @@ impl Outcome {
             Outcome::ConfigError => "config_error",
         }
     }
-}
 
-impl Outcome {
     /// Outcomes of guarded requests, counted with a `webhook` label (every counted one except
     /// `passed` and `not_found`, which concern paths no webhook guards).
     pub fn per_webhook(self) -> bool {

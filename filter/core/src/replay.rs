@@ -1,11 +1,13 @@
-//! Replay cache of delivery ids: bounded in size, entries expire after a TTL, the oldest is
-//! forgotten first. Pure: the adapter keeps the encoded cache in proxy-wasm shared data (one
-//! entry per webhook, updated with compare-and-swap) and passes the clock in.
+//! Replay cache of delivery ids and its admission rule: bounded in size, entries expire after
+//! a TTL, the oldest is forgotten first, and every update is a bounded compare-and-swap loop on
+//! a [`SharedData`] store (proxy-wasm shared data in the filter, a map in tests). The clock is
+//! passed in.
 //!
 //! ```text
-//! accepted request ─▶ admit(stored bytes, id, now) ─┬─ Ok(new bytes)  store (CAS), forward
-//!                                                   └─ Err(Replayed)  answer the configured status
-//! upstream answers non-2xx, or no answer ─▶ forget(stored bytes, id)   so the sender's retry passes
+//! verified request ─▶ admit(store, delivery, now) ─┬─ Ok(Recorded)   forward
+//!                                                  ├─ Ok(Busy)       forward, not recorded
+//!                                                  └─ Err(Replayed)  answer the configured status
+//! upstream answers non-2xx, or no answer ─▶ forget(store, delivery)   so the sender's retry passes
 //! ```
 //! Shared data lives in one Envoy process (all its worker threads share it, per VM id): two
 //! Envoy replicas each have their own cache; it is not cluster-wide.
@@ -15,6 +17,10 @@
 
 use crate::config::ReplayCacheConfig;
 use crate::error::Error;
+
+/// Read-then-write attempts on the store before giving up on an update that keeps losing to
+/// concurrent writers ([`Admission::Busy`]): a request never spins on a contended cache.
+pub const CAS_ATTEMPTS: usize = 8;
 
 /// Longest delivery id kept (GitHub and Svix ids are ~36 characters).
 pub const MAX_ID_LEN: usize = 256;
@@ -105,23 +111,92 @@ impl ReplayCache {
     }
 }
 
-/// One admission step on stored bytes: the new bytes to store, or [`Error::Replayed`] with the
-/// configured status.
-pub fn admit(
-    stored: Option<&[u8]>,
-    id: &str,
-    now: i64,
-    cfg: &ReplayCacheConfig,
-) -> Result<Vec<u8>, Error> {
-    let mut cache = stored.map(ReplayCache::decode).unwrap_or_default();
-    cache
-        .insert(id, now, cfg.ttl_seconds, cfg.max_entries)
-        .map_err(|_| Error::Replayed { status: cfg.status })?;
-    Ok(cache.encode())
+/// Where the encoded caches live: a key/value store whose entries carry a version (the CAS
+/// token), like proxy-wasm shared data. Implementations must not panic.
+pub trait SharedData {
+    /// The bytes stored under `key` and their version; `(None, None)` when nothing is stored.
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+
+    /// Stores `value` under `key` if the entry is still at version `cas` (`None`: whatever is
+    /// there, as for a key never written); [`CasMismatch`] when another writer came first.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch>;
 }
 
-/// The stored bytes without `id`, or `None` if it was not there (nothing to write).
-pub fn forget(stored: Option<&[u8]>, id: &str) -> Option<Vec<u8>> {
-    let mut cache = ReplayCache::decode(stored?);
-    cache.remove(id).then(|| cache.encode())
+/// A compare-and-swap write lost to a concurrent writer: read again and retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasMismatch;
+
+/// One delivery to admit: the webhook's cache (key and rule) and the sender's delivery id.
+/// Built by the flow for a verified request of a webhook with a replay cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Shared-data key of the webhook's cache ([`shared_data_key`]).
+    pub key: String,
+    /// The delivery id ([`valid_id`]).
+    pub id: String,
+    /// TTL, size bound and reply status of the webhook's cache.
+    pub cache: ReplayCacheConfig,
+}
+
+/// What [`admit`] did with a delivery id that was not seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Recorded: forward, and [`forget`] it again if the upstream does not take the delivery.
+    Recorded,
+    /// The cache changed under every one of [`CAS_ATTEMPTS`] writes: not recorded. The
+    /// signature was valid, so the request is forwarded; only the duplicate check is skipped.
+    Busy,
+}
+
+/// Records `delivery` in its cache at `now` (unix seconds), or answers
+/// [`Error::Replayed`] with the cache's status when the id is there and not expired.
+pub fn admit(store: &impl SharedData, delivery: &Delivery, now: i64) -> Result<Admission, Error> {
+    let written = update(store, &delivery.key, |stored| {
+        let mut cache = stored.map(ReplayCache::decode).unwrap_or_default();
+        let rule = &delivery.cache;
+        cache
+            .insert(&delivery.id, now, rule.ttl_seconds, rule.max_entries)
+            .map_err(|_| Error::Replayed {
+                status: rule.status,
+            })?;
+        Ok(Some(cache.encode()))
+    })?;
+    Ok(if written {
+        Admission::Recorded
+    } else {
+        Admission::Busy
+    })
+}
+
+/// Forgets `delivery` (the upstream did not take it); `false` when the cache stayed busy and
+/// the id is still there.
+pub fn forget(store: &impl SharedData, delivery: &Delivery) -> bool {
+    let done = update(store, &delivery.key, |stored| {
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let mut cache = ReplayCache::decode(stored);
+        Ok(cache.remove(&delivery.id).then(|| cache.encode()))
+    });
+    done.unwrap_or(true)
+}
+
+/// The bounded compare-and-swap loop: reads the entry, asks `next` for the bytes to write
+/// (`None`: nothing to write, done), writes them at the version read. `Ok(false)` after
+/// [`CAS_ATTEMPTS`] lost writes; `next`'s error ends the loop at once.
+fn update(
+    store: &impl SharedData,
+    key: &str,
+    next: impl Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>, Error>,
+) -> Result<bool, Error> {
+    for _ in 0..CAS_ATTEMPTS {
+        let (stored, cas) = store.get(key);
+        let Some(bytes) = next(stored.as_deref())? else {
+            return Ok(true);
+        };
+        if store.set(key, &bytes, cas).is_ok() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -1,5 +1,6 @@
-//! The senders' signature schemes: what each one puts in which header, which bytes it signs,
-//! how its secret becomes the HMAC key, and its timestamp tolerance.
+//! The senders' signature schemes, compiled from the configuration: what each one puts in
+//! which header, which bytes it signs, how its secret becomes the HMAC key, and its timestamp
+//! tolerance.
 //!
 //! | scheme | signature header | bytes signed | key | encoding | timestamp |
 //! |---|---|---|---|---|---|
@@ -21,7 +22,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::{DecodePaddingMode, general_purpose};
 use subtle::ConstantTimeEq;
 
-use crate::config::Scheme;
+use crate::config::SchemeConfig;
 use crate::error::{Error, Result};
 use crate::signature::{SecretKey, TAG_LEN, hmac, strip_prefix_ci};
 
@@ -60,6 +61,139 @@ pub enum Tolerance {
     PastOnly(u64),
     /// Both directions (Slack, Standard Webhooks); 0 turns the check off.
     BothWays(u64),
+}
+
+/// A compiled signature scheme: [`SchemeConfig`] with header names checked and lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheme {
+    /// See [`SchemeConfig::HmacSha256Hex`].
+    HmacSha256Hex {
+        /// Lowercase header name.
+        header: String,
+        /// Value prefix.
+        prefix: String,
+        /// Lowercase delivery id header.
+        delivery_id_header: Option<String>,
+    },
+    /// See [`SchemeConfig::Github`].
+    Github {
+        /// Lowercase header name.
+        header: String,
+    },
+    /// See [`SchemeConfig::Stripe`].
+    Stripe {
+        /// Lowercase header name.
+        header: String,
+        /// Past tolerance, 0 = off.
+        tolerance_seconds: u64,
+    },
+    /// See [`SchemeConfig::Slack`].
+    Slack {
+        /// Lowercase header name.
+        signature_header: String,
+        /// Lowercase header name.
+        timestamp_header: String,
+        /// Tolerance both ways, 0 = off.
+        tolerance_seconds: u64,
+    },
+    /// See [`SchemeConfig::StandardWebhooks`].
+    StandardWebhooks {
+        /// Tolerance both ways, 0 = off.
+        tolerance_seconds: u64,
+    },
+    /// See [`SchemeConfig::Shopify`].
+    Shopify {
+        /// Lowercase header name.
+        header: String,
+    },
+}
+
+impl Scheme {
+    /// The (lowercase) header that carries the signature.
+    pub fn header(&self) -> &str {
+        match self {
+            Scheme::HmacSha256Hex { header, .. }
+            | Scheme::Github { header }
+            | Scheme::Stripe { header, .. }
+            | Scheme::Shopify { header } => header,
+            Scheme::Slack {
+                signature_header, ..
+            } => signature_header,
+            Scheme::StandardWebhooks { .. } => "webhook-signature",
+        }
+    }
+
+    /// Whether the scheme carries a delivery id (needed by the replay cache).
+    pub fn has_delivery_id(&self) -> bool {
+        match self {
+            Scheme::HmacSha256Hex {
+                delivery_id_header, ..
+            } => delivery_id_header.is_some(),
+            Scheme::Github { .. } | Scheme::StandardWebhooks { .. } | Scheme::Shopify { .. } => {
+                true
+            }
+            Scheme::Stripe { .. } | Scheme::Slack { .. } => false,
+        }
+    }
+
+    /// Compiles the configured scheme of the webhook at `at` (its field path, for errors).
+    pub(crate) fn compile(raw: &SchemeConfig, at: &str) -> Result<Self> {
+        let name = |h: &str, field: &str| -> Result<String> {
+            if is_token(h) {
+                Ok(h.to_ascii_lowercase())
+            } else {
+                Err(Error::ConfigInvalid {
+                    what: format!("{at}.scheme.{field} is not a header name"),
+                })
+            }
+        };
+        Ok(match raw {
+            SchemeConfig::HmacSha256Hex {
+                header,
+                prefix,
+                delivery_id_header,
+            } => Scheme::HmacSha256Hex {
+                header: name(header, "header")?,
+                prefix: prefix.clone(),
+                delivery_id_header: delivery_id_header
+                    .as_deref()
+                    .map(|h| name(h, "delivery_id_header"))
+                    .transpose()?,
+            },
+            SchemeConfig::Github { header } => Scheme::Github {
+                header: name(header, "header")?,
+            },
+            SchemeConfig::Stripe {
+                header,
+                tolerance_seconds,
+            } => Scheme::Stripe {
+                header: name(header, "header")?,
+                tolerance_seconds: *tolerance_seconds,
+            },
+            SchemeConfig::Slack {
+                signature_header,
+                timestamp_header,
+                tolerance_seconds,
+            } => Scheme::Slack {
+                signature_header: name(signature_header, "signature_header")?,
+                timestamp_header: name(timestamp_header, "timestamp_header")?,
+                tolerance_seconds: *tolerance_seconds,
+            },
+            SchemeConfig::StandardWebhooks { tolerance_seconds } => Scheme::StandardWebhooks {
+                tolerance_seconds: *tolerance_seconds,
+            },
+            SchemeConfig::Shopify { header } => Scheme::Shopify {
+                header: name(header, "header")?,
+            },
+        })
+    }
+}
+
+/// An HTTP token (RFC 9110): what header names and methods are made of.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn first(header: &impl Fn(&str) -> Option<String>, names: &[&str]) -> Option<String> {

@@ -1,13 +1,13 @@
-//! Signature schemes: computing and verifying the sender's HMAC over the raw body.
+//! HMAC-SHA256 keyed secrets and hex signatures, the primitives under every scheme.
 //!
 //! The reservation system sends `X-Webhook-Signature: sha256=<lowercase hex HMAC-SHA256 of the
 //! raw body>`. [`sign_hex`] produces the hex part (the sidecar signs its notifications with it);
-//! [`SecretKey`] holds one active secret, keyed once at configure time; [`verify`] checks a
-//! decoded signature against every active secret in constant time per comparison.
+//! [`SecretKey`] holds one active secret, keyed once at configure time;
+//! [`parse_hex_signature`] decodes a hex header value. Verification against the active secrets
+//! is the scheme's ([`crate::scheme::Presented::verify`]), in constant time per comparison.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
 
@@ -100,16 +100,4 @@ pub(crate) fn strip_prefix_ci<'a>(value: &'a str, prefix: &str) -> Option<&'a st
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &value[prefix.len()..])
-}
-
-/// Checks `signature` against the secrets in order; returns the index of the first match.
-///
-/// Each comparison is constant time, and a failure says nothing about which secret was
-/// closest. Stopping at the first match only reveals (by timing) which secret the sender
-/// itself used, which it already knows; a forger learns nothing from it.
-pub fn verify(secrets: &[SecretKey], body: &[u8], signature: &[u8; TAG_LEN]) -> Result<usize> {
-    secrets
-        .iter()
-        .position(|secret| bool::from(secret.tag_with_prefix(&[], body).ct_eq(signature)))
-        .ok_or(Error::BadSignature)
 }

@@ -6,7 +6,8 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use webhook_core::Error;
-use webhook_core::config::{CompiledConfig, Schema, Scheme, Unmatched};
+use webhook_core::config::{CompiledConfig, Schema, Unmatched};
+use webhook_core::scheme::Scheme;
 
 /// 32 bytes, the default minimum.
 const LONG: &str = "0123456789abcdef0123456789abcdef";

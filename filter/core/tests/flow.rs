@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use webhook_core::config::CompiledConfig;
-use webhook_core::flow::{self, Accepted, HeadersDecision, Pending, Rejection};
+use webhook_core::flow::{self, HeadersDecision, Pending, Rejection, Verified};
 use webhook_core::metrics::Outcome;
 use webhook_core::signature::signature_header_value;
 
@@ -70,7 +70,7 @@ fn headers_reject(
     }
 }
 
-fn run(secret: &[u8], body: &[u8]) -> Result<Accepted, Rejection> {
+fn run(secret: &[u8], body: &[u8]) -> Result<Verified, Rejection> {
     let c = cfg();
     pending(&c, &signed(secret, body)).finish(&c, body, now())
 }
@@ -96,6 +96,11 @@ fn valid_event_is_accepted_with_upstream_headers() {
     );
     assert_eq!(
         run(OLD, END).unwrap().secret_id.as_deref(),
+        Some("previous")
+    );
+    // Two secrets: the match is known only now, so it travels as filter state.
+    assert_eq!(
+        run(OLD, END).unwrap().secret_id_for_filter_state(),
         Some("previous")
     );
 }

@@ -10,7 +10,7 @@ mod common;
 
 use common::at;
 use webhook_core::config::CompiledConfig;
-use webhook_core::flow::{self, Accepted, HeadersDecision, Rejection};
+use webhook_core::flow::{self, HeadersDecision, Rejection, Verified};
 use webhook_core::metrics::Outcome;
 use webhook_core::scheme;
 
@@ -73,7 +73,7 @@ fn config_with(json: &str) -> CompiledConfig {
 }
 
 /// What the flow answered, with the headers it would set upstream.
-type RunResult = Result<(Accepted, Vec<(&'static str, String)>), Rejection>;
+type RunResult = Result<(Verified, Vec<(&'static str, String)>), Rejection>;
 
 thread_local! {
     static SECRET: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
@@ -548,7 +548,13 @@ fn replay_cache_needs_a_delivery_id() {
         0,
     )
     .unwrap();
-    assert_eq!(a.replay_id.as_deref(), Some("d-1"));
+    let delivery = a.replay.as_ref().unwrap();
+    assert_eq!(delivery.id, "d-1");
+    assert_eq!(delivery.key, "webhook_filter.replay.w");
+    assert_eq!(delivery.cache.ttl_seconds, 60);
+    // One secret: its id went upstream with the headers, no filter state needed.
+    assert_eq!(a.secret_id.as_deref(), Some("sender"));
+    assert_eq!(a.secret_id_for_filter_state(), None);
     // Stripe has no delivery id header: a replay cache there is a configuration error.
     let e = CompiledConfig::from_json(
         br#"{"webhooks":[{"name":"w","path":"/w","scheme":{"type":"stripe"},"secrets":[{"env":"S"}],"replay_cache":{}}]}"#,

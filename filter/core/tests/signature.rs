@@ -6,6 +6,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use webhook_core::Error;
+use webhook_core::scheme::Scheme;
 use webhook_core::signature::{self, SecretKey};
 
 #[test]
@@ -72,25 +73,27 @@ fn verify_reports_which_secret_matched_and_rejects_others() {
         SecretKey::new("previous", b"old-secret"),
     ];
     let body = b"{\"a\":1}";
-    let sig = |k: &[u8]| {
-        signature::parse_hex_signature(&signature::signature_header_value(k, body), "sha256=")
+    // The filter's own path: the scheme reads the header, then verifies the body.
+    let scheme = Scheme::HmacSha256Hex {
+        header: "x-webhook-signature".into(),
+        prefix: "sha256=".into(),
+        delivery_id_header: None,
+    };
+    let presented = |k: &[u8]| {
+        let value = signature::signature_header_value(k, body);
+        scheme
+            .present(&|name: &str| (name == "x-webhook-signature").then(|| value.clone()))
             .unwrap()
     };
-    assert_eq!(
-        signature::verify(&keys, body, &sig(b"new-secret")).unwrap(),
-        0
-    );
-    assert_eq!(
-        signature::verify(&keys, body, &sig(b"old-secret")).unwrap(),
-        1
-    );
+    assert_eq!(presented(b"new-secret").verify(&keys, body).unwrap(), 0);
+    assert_eq!(presented(b"old-secret").verify(&keys, body).unwrap(), 1);
     assert!(matches!(
-        signature::verify(&keys, body, &sig(b"other")),
+        presented(b"other").verify(&keys, body),
         Err(Error::BadSignature)
     ));
     // Same signature, body altered by one byte.
     assert!(matches!(
-        signature::verify(&keys, b"{\"a\":2}", &sig(b"new-secret")),
+        presented(b"new-secret").verify(&keys, b"{\"a\":2}"),
         Err(Error::BadSignature)
     ));
 }

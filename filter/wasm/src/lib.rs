@@ -12,9 +12,10 @@
 //!               Pass ─▶ Continue · Reject ─▶ local reply
 //!               Inspect ─▶ set x-webhook-name/-verified/-delivery-id, Continue (see below)
 //!          ─▶ on_http_request_body: Pause (Envoy buffers) until end of stream, 413 as soon as
-//!               the buffered size passes the cap; at the end verify + validate, then
-//!               (replay cache on) admit the delivery id into shared data with CAS, record
-//!               the matched secret id as filter state and Continue, or send the local reply
+//!               the buffered size passes the cap; at the end Pending::finish (verify +
+//!               validate), then Verified::admit (replay cache on: the delivery id into shared
+//!               data through [`HostSharedData`]), record the matched secret id as filter state
+//!               and Continue, or send the local reply
 //! response ─▶ on_http_response_headers / on_log: a delivery id admitted for a request the
 //!               upstream did not answer 2xx is forgotten again, so the sender's retry passes
 //! ```
@@ -27,6 +28,7 @@
 //! # Layout
 //! - [`Root`]: configuration and metric definitions, once per VM.
 //! - [`Filter`]: one per HTTP request; drives the core's state machine.
+//! - [`HostSharedData`]: the core's replay-cache store over proxy-wasm shared data.
 //! - `main!`: log level, panic hook (logs at critical), root context factory.
 
 use std::rc::Rc;
@@ -35,14 +37,12 @@ use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
-use webhook_core::config::{CompiledConfig, OWNED_HEADERS, SECRET_ID_PROPERTY};
-use webhook_core::flow::{self, HeadersDecision, Pending, Rejection};
+use webhook_core::config::CompiledConfig;
+use webhook_core::flow::{
+    self, HeadersDecision, OWNED_HEADERS, Pending, Rejection, SECRET_ID_PROPERTY,
+};
 use webhook_core::metrics::{Outcome, requests_metric};
-use webhook_core::{Error, replay};
-
-/// Compare-and-swap attempts on the replay cache before giving up (then the request is let
-/// through with a warning: the signature was valid, only the duplicate check is skipped).
-const CAS_ATTEMPTS: usize = 8;
+use webhook_core::replay::{self, Admission, CasMismatch, Delivery, SharedData};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -170,9 +170,27 @@ pub struct Filter {
     state: State,
     /// Size of the body Envoy has buffered for us so far.
     buffered: usize,
-    /// Replay cache entry (shared-data key, delivery id) admitted for this request and not yet
-    /// confirmed by a 2xx from the upstream.
-    admitted: Option<(String, String)>,
+    /// Replay cache entry admitted for this request and not yet confirmed by a 2xx from the
+    /// upstream.
+    admitted: Option<Delivery>,
+}
+
+/// The replay caches' store: proxy-wasm shared data (one per Envoy process and VM id).
+///
+/// The SDK itself panics on a host status other than `Ok`/`NotFound` (get) or `Ok`/`CasMismatch`
+/// (set), which Envoy does not answer for these keys; this code adds no panic of its own: a
+/// failed read is read as nothing stored, a failed write as a lost race (docs/filter.md, "Host
+/// calls that can panic").
+pub struct HostSharedData;
+
+impl SharedData for HostSharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|_| CasMismatch)
+    }
 }
 
 impl Context for Filter {}
@@ -203,42 +221,34 @@ impl Filter {
             return Action::Continue;
         }
         let now = self.get_current_time();
-        match pending.finish(&shared.config, &body, now) {
-            Ok(accepted) => {
-                if let (Some(id), Some(hook)) =
-                    (&accepted.replay_id, pending.webhook(&shared.config))
-                    && let Some(rc) = &hook.replay_cache
-                {
-                    let key = replay::shared_data_key(&hook.name);
-                    let unix = flow::unix_seconds(now);
-                    if let Err(e) = self.admit(&key, id, unix, rc) {
-                        let rejection = Rejection::from(e).with_webhook(pending.webhook_index());
-                        return self.reject(shared, &rejection);
-                    }
-                }
-                // Headers are read-only after the headers callback (Envoy answers NotFound, and
-                // the SDK's wrappers panic on any non-Ok status), so the matched secret travels
-                // as filter state, which the route turns into x-webhook-secret-id. Envoy accepts
-                // filter state here; the rotation test in tests/envoy-harness exercises it.
-                // proxy-wasm 0.2.5's `hostcalls::set_property` itself panics on a non-Ok status
-                // rather than returning it, so the warning below is only reached with an SDK
-                // that reports the error.
-                // With a single secret the header was set with the others (no call here).
-                if let Some(id) = &accepted.secret_id
-                    && pending
-                        .webhook(&shared.config)
-                        .is_some_and(|w| w.secret_id_at_headers().is_none())
-                    && hostcalls::set_property(vec![SECRET_ID_PROPERTY], Some(id.as_bytes()))
-                        .is_err()
-                {
-                    warn!("webhook filter: cannot record the matched secret id");
-                }
-                shared.count(Outcome::Accepted, Some(pending.webhook_index()));
-                self.state = State::Idle;
-                Action::Continue
+        let verified = match pending.finish(&shared.config, &body, now) {
+            Ok(verified) => verified,
+            Err(rejection) => return self.reject(shared, &rejection),
+        };
+        match verified.admit(&HostSharedData, now) {
+            Err(rejection) => return self.reject(shared, &rejection),
+            Ok(Some((delivery, Admission::Recorded))) => self.admitted = Some(delivery.clone()),
+            Ok(Some((delivery, Admission::Busy))) => {
+                let key = &delivery.key;
+                warn!("webhook filter: replay cache busy ({key}); delivery not recorded");
             }
-            Err(rejection) => self.reject(shared, &rejection),
+            Ok(None) => {}
         }
+        // Headers are read-only after the headers callback (Envoy answers NotFound, and the
+        // SDK's wrappers panic on any non-Ok status), so the matched secret travels as filter
+        // state, which the route turns into x-webhook-secret-id. Envoy accepts filter state
+        // here; the rotation test in tests/envoy-harness exercises it. proxy-wasm 0.2.5's
+        // `hostcalls::set_property` itself panics on a non-Ok status rather than returning it,
+        // so the warning below is only reached with an SDK that reports the error.
+        // With a single secret the header was set with the others (no call here).
+        if let Some(id) = verified.secret_id_for_filter_state()
+            && hostcalls::set_property(vec![SECRET_ID_PROPERTY], Some(id.as_bytes())).is_err()
+        {
+            warn!("webhook filter: cannot record the matched secret id");
+        }
+        shared.count(Outcome::Accepted, Some(pending.webhook_index()));
+        self.state = State::Idle;
+        Action::Continue
     }
 
     /// For the body and trailers callbacks: the guarded request being inspected, taken out of
@@ -259,42 +269,14 @@ impl Filter {
         }
     }
 
-    /// Adds `id` to the webhook's replay cache in shared data (compare-and-swap, bounded
-    /// retries); [`Error::Replayed`] if it is there already.
-    fn admit(
-        &mut self,
-        key: &str,
-        id: &str,
-        now: i64,
-        rc: &webhook_core::config::ReplayCacheConfig,
-    ) -> Result<(), Error> {
-        for _ in 0..CAS_ATTEMPTS {
-            let (stored, cas) = self.get_shared_data(key);
-            let next = replay::admit(stored.as_deref(), id, now, rc)?;
-            if hostcalls::set_shared_data(key, Some(&next), cas).is_ok() {
-                self.admitted = Some((key.to_owned(), id.to_owned()));
-                return Ok(());
-            }
-        }
-        warn!("webhook filter: replay cache busy ({key}); delivery not recorded");
-        Ok(())
-    }
-
     /// Forgets the admitted delivery id (the upstream did not take the delivery).
     fn forget_admitted(&mut self) {
-        let Some((key, id)) = self.admitted.take() else {
-            return;
-        };
-        for _ in 0..CAS_ATTEMPTS {
-            let (stored, cas) = self.get_shared_data(&key);
-            let Some(next) = replay::forget(stored.as_deref(), &id) else {
-                return;
-            };
-            if hostcalls::set_shared_data(&key, Some(&next), cas).is_ok() {
-                return;
-            }
+        if let Some(delivery) = self.admitted.take()
+            && !replay::forget(&HostSharedData, &delivery)
+        {
+            let key = &delivery.key;
+            warn!("webhook filter: replay cache busy ({key}); delivery id not forgotten");
         }
-        warn!("webhook filter: replay cache busy ({key}); delivery id not forgotten");
     }
 }
 

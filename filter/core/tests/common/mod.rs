@@ -2,9 +2,12 @@
 #![allow(dead_code)]
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // test code
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
+use webhook_core::replay::{CasMismatch, SharedData};
 
 /// EVENT_START with three resources and a real ed25519 key (~2 KB).
 pub const START: &[u8] = include_bytes!("../fixtures/event-start.json");
@@ -29,4 +32,52 @@ pub fn edited(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     let mut v = start_json();
     edit(&mut v);
     serde_json::to_vec(&v).unwrap()
+}
+
+/// In-memory [`SharedData`]: one version per entry, bumped on every write, like proxy-wasm
+/// shared data. `lose` makes the next writes fail with a mismatch, as if another worker wrote
+/// between our read and our write.
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    /// Writes still to lose (`u32::MAX`: all of them).
+    pub lose: Cell<u32>,
+    /// Writes attempted.
+    pub writes: Cell<u32>,
+}
+
+impl MemoryStore {
+    /// The bytes stored under `key`, if any.
+    pub fn bytes(&self, key: &str) -> Option<Vec<u8>> {
+        self.entries.borrow().get(key).map(|(b, _)| b.clone())
+    }
+}
+
+impl SharedData for MemoryStore {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.entries.borrow().get(key) {
+            Some((bytes, version)) => (Some(bytes.clone()), Some(*version)),
+            None => (None, None),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+        self.writes.set(self.writes.get() + 1);
+        let mut entries = self.entries.borrow_mut();
+        let current = entries.get(key).map(|(_, v)| *v);
+        let lost = self.lose.get() > 0;
+        if lost || cas.is_some_and(|c| Some(c) != current) {
+            if lost && self.lose.get() != u32::MAX {
+                self.lose.set(self.lose.get() - 1);
+            }
+            // A concurrent writer moved the entry on.
+            if let Some((_, v)) = entries.get_mut(key) {
+                *v += 1;
+            }
+            return Err(CasMismatch);
+        }
+        let version = current.unwrap_or(0) + 1;
+        entries.insert(key.to_owned(), (value.to_vec(), version));
+        Ok(())
+    }
 }
