@@ -51,8 +51,7 @@ pub fn render(holder: &Holder) -> Result<String> {
     // Plain scalars only: a long SSH key must stay on one line, not become a folded block.
     let mut opts = serde_saphyr::SerializerOptions::default();
     opts.prefer_block_scalars = false;
-    let body = serde_saphyr::to_string_with_options(&doc, opts)
-        .map_err(|e| Error::Render(e.to_string()))?;
+    let body = serde_saphyr::to_string_with_options(&doc, opts).map_err(Error::Render)?;
     Ok(format!("#cloud-config\n{body}"))
 }
 

@@ -8,6 +8,31 @@ use clap::Parser;
 
 use crate::error::{Error, Result};
 
+/// Why the configuration was refused at start-up ([`Error::Config`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Flags or environment variables that do not parse (clap's message, with the usage).
+    #[error("{0}")]
+    Args(#[from] clap::Error),
+    /// A value that parses but breaks a rule (often Metal3's).
+    #[error("{what}")]
+    Invalid {
+        /// What is wrong, naming the variable; never contains a secret.
+        what: String,
+    },
+    /// `NOTIFY_URL` is not a URI.
+    #[error("NOTIFY_URL: {0}")]
+    NotifyUrl(#[source] http::uri::InvalidUri),
+    /// The inbound verification (the filter's own configuration, built from ours) is refused.
+    #[error("inbound verification: {0}")]
+    Inbound(#[source] webhook_core::Error),
+}
+
+/// A [`ConfigError::Invalid`].
+fn invalid(what: String) -> Error {
+    ConfigError::Invalid { what }.into()
+}
+
 /// Command-line flags and environment variables (each flag has an env var of the same meaning).
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -251,7 +276,7 @@ impl ImageConfig {
             .is_some_and(|s| IMAGE_URL_SCHEMES.contains(&s))
             && rest_ok)
         {
-            return Err(Error::Config(format!(
+            return Err(invalid(format!(
                 "{var} {url:?} is not an absolute URL with scheme {}: Metal3 refuses it",
                 IMAGE_URL_SCHEMES.join(", ")
             )));
@@ -259,14 +284,14 @@ impl ImageConfig {
         if let Some(t) = non_empty(checksum_type)
             && !matches!(t.as_str(), "md5" | "sha256" | "sha512" | "auto")
         {
-            return Err(Error::Config(format!(
+            return Err(invalid(format!(
                 "{var}_CHECKSUM_TYPE {t:?} is not one of md5, sha256, sha512, auto"
             )));
         }
         if let Some(f) = non_empty(format)
             && !matches!(f.as_str(), "raw" | "qcow2" | "vdi" | "vmdk" | "live-iso")
         {
-            return Err(Error::Config(format!(
+            return Err(invalid(format!(
                 "{var}_FORMAT {f:?} is not one of raw, qcow2, vdi, vmdk, live-iso"
             )));
         }
@@ -277,12 +302,12 @@ impl ImageConfig {
             format: non_empty(format),
         };
         if image.is_oci() && image.checksum.is_some() {
-            return Err(Error::Config(format!(
+            return Err(invalid(format!(
                 "{var}_CHECKSUM must be empty for an oci:// image (it carries its own checksum): Metal3 refuses it"
             )));
         }
         if !image.is_oci() && !image.is_live_iso() && image.checksum.is_none() {
-            return Err(Error::Config(format!(
+            return Err(invalid(format!(
                 "{var}_CHECKSUM is required (a hash or the URL of a checksum file) unless the format is live-iso or the URL is oci://: Metal3 refuses an image without it"
             )));
         }
@@ -300,10 +325,10 @@ impl TryFrom<Args> for Config {
 
     fn try_from(a: Args) -> Result<Self> {
         if a.provision_image.trim().is_empty() {
-            return Err(Error::Config("PROVISION_IMAGE must not be empty".into()));
+            return Err(invalid("PROVISION_IMAGE must not be empty".into()));
         }
         if a.annotation_prefix.trim().is_empty() || a.annotation_prefix.contains('/') {
-            return Err(Error::Config(
+            return Err(invalid(
                 "ANNOTATION_PREFIX must be a DNS subdomain without '/'".into(),
             ));
         }
@@ -315,7 +340,7 @@ impl TryFrom<Args> for Config {
             &a.provision_image_format,
         )?;
         if image.is_live_iso() {
-            return Err(Error::Config(
+            return Err(invalid(
                 "PROVISION_IMAGE_FORMAT live-iso cannot carry the user's SSH key: Metal3 builds no config drive for a live ISO, so userData never reaches the host".into(),
             ));
         }
@@ -334,9 +359,7 @@ impl TryFrom<Args> for Config {
         if let Some(u) = &notify_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
-            return Err(Error::Config(format!(
-                "NOTIFY_URL {u:?} is not an http(s) URL"
-            )));
+            return Err(invalid(format!("NOTIFY_URL {u:?} is not an http(s) URL")));
         }
         let webhook_secrets: Vec<String> = [&a.webhook_secret, &a.webhook_secret_previous]
             .into_iter()
@@ -345,19 +368,19 @@ impl TryFrom<Args> for Config {
             .collect();
         if a.verify_signature {
             if webhook_secrets.is_empty() {
-                return Err(Error::Config(
+                return Err(invalid(
                     "WEBHOOK_SECRET is required to verify inbound signatures (VERIFY_SIGNATURE=false only for development)".into(),
                 ));
             }
             if webhook_secrets.iter().any(|s| s.len() < a.min_secret_bytes) {
-                return Err(Error::Config(format!(
+                return Err(invalid(format!(
                     "WEBHOOK_SECRET and WEBHOOK_SECRET_PREVIOUS must be at least {} bytes (MIN_SECRET_BYTES)",
                     a.min_secret_bytes
                 )));
             }
         }
         if !matches!(a.success_status_code, 200 | 202) {
-            return Err(Error::Config(format!(
+            return Err(invalid(format!(
                 "SUCCESS_STATUS_CODE {} is not 200 or 202",
                 a.success_status_code
             )));
@@ -366,7 +389,7 @@ impl TryFrom<Args> for Config {
             "metadata" => true,
             "keep" => false,
             other => {
-                return Err(Error::Config(format!(
+                return Err(invalid(format!(
                     "RELEASE_CLEANING {other:?} is not metadata or keep"
                 )));
             }
@@ -418,7 +441,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let args = Args::try_parse_from(args).map_err(|e| Error::Config(e.to_string()))?;
+        let args = Args::try_parse_from(args).map_err(ConfigError::from)?;
         Config::try_from(args)
     }
 

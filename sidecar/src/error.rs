@@ -1,14 +1,27 @@
 //! The crate's one error type. Every variant knows the HTTP status and `error_type` it answers
-//! with, so the HTTP layer maps errors in one place.
+//! with, so the HTTP layer maps errors in one place, and [`Error::body`] gives the JSON body in
+//! the filter's own [`ErrorBody`] shape. A body the event rules refuse ([`Error::Invalid`]) is
+//! answered exactly as the filter answers it.
+
+use std::time::Duration;
 
 use http::StatusCode;
+use webhook_core::error::ErrorBody;
+use webhook_core::event::ValidationError;
+
+use crate::config::ConfigError;
 
 /// Everything that can go wrong in the sidecar.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request body is not a reservation event (the filter should have stopped it).
-    #[error("malformed request body: {0}")]
-    MalformedBody(String),
+    /// The request body is not a reservation event (the filter should have stopped it). Answered
+    /// exactly as the filter answers it: 400 `MalformedJson` or 422, with `field`.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+
+    /// The request body could not be read (the client went away, or sent a broken body).
+    #[error("malformed request body: cannot read body: {0}")]
+    UnreadableBody(#[source] BoxError),
 
     /// The request body is larger than the sidecar accepts.
     #[error("request body larger than {limit} bytes")]
@@ -17,10 +30,29 @@ pub enum Error {
         limit: usize,
     },
 
-    /// The Kubernetes API server could not be reached or did not answer in time. The sender
-    /// retries; whatever intent was already recorded is finished by the reconciler.
-    #[error("Kubernetes API server unavailable: {0}")]
-    ApiUnavailable(String),
+    /// The Kubernetes API server could not be reached or answered 5xx/429. The sender retries;
+    /// whatever intent was already recorded is finished by the reconciler.
+    #[error("Kubernetes API server unavailable: {source}")]
+    ApiUnavailable {
+        /// The kube-rs error (transport, or the API server's 5xx/429).
+        #[source]
+        source: kube::Error,
+    },
+
+    /// The Kubernetes API server did not answer within the call timeout (treated like
+    /// [`Error::ApiUnavailable`]).
+    #[error(
+        "Kubernetes API server unavailable: no answer within {}s{}",
+        .after.as_secs(),
+        for_name(.name.as_deref())
+    )]
+    ApiTimeout {
+        /// The call timeout.
+        after: Duration,
+        /// The BMH or Secret concerned, named in the message only: like every unavailability,
+        /// the 503 carries no `resource_name`.
+        name: Option<String>,
+    },
 
     /// The API server answered with an error that is not ours to fix by retrying.
     #[error("Kubernetes API error: {source}")]
@@ -49,33 +81,37 @@ pub enum Error {
 
     /// The cloud-config could not be rendered.
     #[error("cannot render cloud-config: {0}")]
-    Render(String),
+    Render(#[source] serde_saphyr::ser::Error),
 
     /// Invalid configuration at start-up.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
 
     /// Kubernetes client configuration could not be loaded.
     #[error("cannot load Kubernetes client configuration: {0}")]
-    KubeConfig(String),
-
-    /// A notification could not be delivered (retried later by the reconciler).
-    #[error("notification not delivered: {0}")]
-    Notify(String),
+    KubeConfig(#[source] kube::Error),
 
     /// Binding or serving the HTTP listener failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
 
+/// What reading a request body fails with (hyper's error, or the length limit's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Result with the crate's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// ` for <name>`, or nothing.
+fn for_name(name: Option<&str>) -> String {
+    name.map(|n| format!(" for {n}")).unwrap_or_default()
+}
 
 impl Error {
     /// Wraps a kube error, classifying transport failures as [`Error::ApiUnavailable`].
     pub fn kube(source: kube::Error, resource_name: Option<&str>) -> Self {
         if is_unavailable(&source) {
-            return Error::ApiUnavailable(source.to_string());
+            return Error::ApiUnavailable { source };
         }
         Error::Kube {
             source,
@@ -86,35 +122,38 @@ impl Error {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Error::Invalid(v) => {
+                StatusCode::from_u16(v.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            Error::UnreadableBody(_) => StatusCode::BAD_REQUEST,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::ApiUnavailable(_) | Error::Contended { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::ApiUnavailable { .. } | Error::ApiTimeout { .. } | Error::Contended { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::ForeignSecret { .. } => StatusCode::CONFLICT,
             Error::Kube { source, .. } => match source {
                 kube::Error::Api(status) if status.code == 403 => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_GATEWAY,
             },
-            Error::Render(_)
-            | Error::Config(_)
-            | Error::KubeConfig(_)
-            | Error::Notify(_)
-            | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Render(_) | Error::Config(_) | Error::KubeConfig(_) | Error::Io(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
     /// The `error_type` member of the JSON error body (and the metric label).
     pub fn error_type(&self) -> &'static str {
         match self {
-            Error::MalformedBody(_) => "ValidationError",
+            Error::Invalid(v) => v.outcome().error_type(),
+            Error::UnreadableBody(_) => "ValidationError",
             Error::BodyTooLarge { .. } => "PayloadTooLarge",
-            Error::ApiUnavailable(_) => "KubernetesUnavailable",
+            Error::ApiUnavailable { .. } | Error::ApiTimeout { .. } => "KubernetesUnavailable",
             Error::Contended { .. } => "Conflict",
             Error::Kube { .. } => "KubernetesError",
             Error::ForeignSecret { .. } => "ForeignSecret",
             Error::Render(_) => "RenderError",
             Error::Config(_) => "ConfigError",
             Error::KubeConfig(_) => "KubeConfigError",
-            Error::Notify(_) => "NotificationError",
             Error::Io(_) => "IoError",
         }
     }
@@ -127,6 +166,21 @@ impl Error {
             Error::ForeignSecret { name } => Some(name),
             _ => None,
         }
+    }
+
+    /// JSON path of the offending body member, for the `field` member of error bodies.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(v) => Some(&v.path),
+            _ => None,
+        }
+    }
+
+    /// The JSON error body, `timestamp` being the answer's time (RFC 3339).
+    pub fn body(&self, timestamp: String) -> ErrorBody<'_> {
+        ErrorBody::new(self.to_string(), self.error_type(), timestamp)
+            .with_resource_name(self.resource_name())
+            .with_field(self.field())
     }
 
     /// Seconds the sender should wait before retrying, for 503 answers.
@@ -158,18 +212,78 @@ pub fn is_not_found(err: &kube::Error) -> bool {
 mod tests {
     use super::*;
 
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("m", "r")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
     #[test]
     fn statuses_and_types() {
-        let e = Error::MalformedBody("x".into());
-        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(e.error_type(), "ValidationError");
-        let e = Error::ApiUnavailable("down".into());
+        let e = Error::from(webhook_core::event::validate(b"not json").unwrap_err());
+        assert_eq!(
+            (e.status(), e.error_type(), e.field()),
+            (StatusCode::BAD_REQUEST, "MalformedJson", Some("$"))
+        );
+        let e = Error::from(webhook_core::event::validate(b"{}").unwrap_err());
+        assert_eq!(
+            (e.status(), e.error_type()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "ValidationError")
+        );
+        let e = Error::kube(api_error(503), Some("h"));
+        assert!(matches!(e, Error::ApiUnavailable { .. }));
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.retry_after(), Some(5));
+        assert_eq!(e.resource_name(), None);
+        let e = Error::kube(api_error(403), Some("h"));
+        assert_eq!(
+            (e.status(), e.error_type(), e.resource_name()),
+            (StatusCode::FORBIDDEN, "KubernetesError", Some("h"))
+        );
+        let e = Error::ApiTimeout {
+            after: Duration::from_secs(5),
+            name: Some("h".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Kubernetes API server unavailable: no answer within 5s for h"
+        );
+        assert_eq!(
+            (e.status(), e.error_type(), e.resource_name()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "KubernetesUnavailable",
+                None
+            )
+        );
         let e = Error::Contended {
             resource_name: "h".into(),
         };
         assert_eq!(e.resource_name(), Some("h"));
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_refused_body_is_answered_as_the_filter_answers_it() {
+        for body in [&b"not json"[..], b"{}", br#"{"eventType":"EVENT_NOPE"}"#] {
+            let v = webhook_core::event::validate(body).unwrap_err();
+            let ours = Error::from(v.clone());
+            let filter = webhook_core::Error::from(v);
+            assert_eq!(ours.status().as_u16(), filter.status());
+            assert_eq!(ours.body("t".into()), filter.body("t".into()));
+        }
+    }
+
+    #[test]
+    fn the_body_keeps_its_member_order() {
+        let e = Error::Contended {
+            resource_name: "h".into(),
+        };
+        assert_eq!(
+            String::from_utf8(e.body("t".into()).to_json()).unwrap(),
+            r#"{"detail":"host h kept changing under us; retry","error_type":"Conflict","resource_name":"h","timestamp":"t"}"#
+        );
     }
 }

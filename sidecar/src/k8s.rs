@@ -102,12 +102,9 @@ impl Kube {
     ) -> Result<Result<T, kube::Error>> {
         tokio::time::timeout(self.call_timeout, fut)
             .await
-            .map_err(|_| {
-                Error::ApiUnavailable(format!(
-                    "no answer within {}s{}",
-                    self.call_timeout.as_secs(),
-                    name.map(|n| format!(" for {n}")).unwrap_or_default()
-                ))
+            .map_err(|_| Error::ApiTimeout {
+                after: self.call_timeout,
+                name: name.map(str::to_owned),
             })
     }
 

@@ -74,9 +74,7 @@ pub use state::AppState;
 
 /// Builds the Kubernetes client: in-cluster service account, else `KUBECONFIG`/`~/.kube/config`.
 pub async fn kube_client() -> Result<kube::Client> {
-    kube::Client::try_default()
-        .await
-        .map_err(|e| Error::KubeConfig(e.to_string()))
+    kube::Client::try_default().await.map_err(Error::KubeConfig)
 }
 
 /// Runs the sidecar until SIGTERM or SIGINT: HTTP server and reconciler.

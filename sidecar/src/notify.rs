@@ -21,7 +21,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::config::ConfigError;
+use crate::error::Result;
 use crate::model::{Host, Phase};
 
 /// Header carrying `sha256=<hex HMAC-SHA256 of the body>`, as on inbound webhooks.
@@ -119,6 +120,30 @@ pub fn standard_webhooks_secret(secret: &str) -> String {
     )
 }
 
+/// Why one delivery attempt failed (the reconciler tries again later).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The notification did not serialize (it is plain strings and numbers: not expected).
+    #[error("encode: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// `NOTIFY_SECRET` starts with `whsec_` but the rest is not base64, so the Standard
+    /// Webhooks signature cannot be made.
+    #[error("NOTIFY_SECRET is not valid whsec_ base64")]
+    Secret,
+    /// The request could not be built (an invalid header value).
+    #[error("{0}")]
+    Request(#[source] http::Error),
+    /// No answer within the attempt's deadline.
+    #[error("timed out")]
+    Timeout,
+    /// Connecting, TLS or the exchange failed.
+    #[error("{0}")]
+    Transport(#[source] hyper_util::client::legacy::Error),
+    /// The receiver answered with a non-2xx status.
+    #[error("receiver answered {0}")]
+    Refused(http::StatusCode),
+}
+
 /// Sends notifications to one URL.
 #[derive(Clone)]
 pub struct Notifier {
@@ -137,7 +162,7 @@ impl Notifier {
         let url = url
             .map(|u| u.parse::<Uri>())
             .transpose()
-            .map_err(|e| Error::Config(format!("NOTIFY_URL: {e}")))?;
+            .map_err(ConfigError::NotifyUrl)?;
         // The system's CA bundle when there is one (private CAs work), else the compiled-in
         // Mozilla roots, so a minimal image without a bundle still starts.
         let roots = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
@@ -169,21 +194,18 @@ impl Notifier {
 
     /// Delivers `n`, retrying with exponential backoff a bounded number of times (the
     /// reconciler calls again later until it is delivered).
-    pub async fn deliver(&self, n: &Notification) -> Result<()> {
+    pub async fn deliver(&self, n: &Notification) -> Result<(), NotifyError> {
         let Some(url) = &self.url else {
             return Ok(());
         };
-        let body =
-            Bytes::from(serde_json::to_vec(n).map_err(|e| Error::Notify(format!("encode: {e}")))?);
+        let body = Bytes::from(serde_json::to_vec(n).map_err(NotifyError::Encode)?);
         let sig = signature(&self.secret, &body);
         let key = n.idempotency_key();
         let once = || async {
             let ts = jiff::Timestamp::now().as_second();
             let sw_sig =
                 webhook_core::scheme::sign_standard_webhooks(&self.sw_secret, &key, ts, &body)
-                    .ok_or_else(|| {
-                        Error::Notify("NOTIFY_SECRET is not valid whsec_ base64".into())
-                    })?;
+                    .ok_or(NotifyError::Secret)?;
             let req = Request::post(url.clone())
                 .header(header::CONTENT_TYPE, "application/json")
                 .header(SIGNATURE_HEADER, &sig)
@@ -192,18 +214,18 @@ impl Notifier {
                 .header(SW_TIMESTAMP_HEADER, ts.to_string())
                 .header(SW_SIGNATURE_HEADER, sw_sig)
                 .body(Full::new(body.clone()))
-                .map_err(|e| Error::Notify(e.to_string()))?;
+                .map_err(NotifyError::Request)?;
             let resp = tokio::time::timeout(self.timeout, self.client.request(req))
                 .await
-                .map_err(|_| Error::Notify("timed out".into()))?
-                .map_err(|e| Error::Notify(e.to_string()))?;
+                .map_err(|_| NotifyError::Timeout)?
+                .map_err(NotifyError::Transport)?;
             let status = resp.status();
             // Drain the body so the connection can be reused.
             let _ = resp.into_body().collect().await;
             if status.is_success() {
                 Ok(())
             } else {
-                Err(Error::Notify(format!("receiver answered {status}")))
+                Err(NotifyError::Refused(status))
             }
         };
         once.retry(self.backoff)

@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use jiff::Timestamp;
 use serde_json::json;
 use tokio::net::TcpListener;
+use webhook_core::error::ErrorBody;
 
 use crate::error::{Error, Result};
 use crate::metrics::{Route, inc};
@@ -192,8 +193,9 @@ async fn readyz(state: &AppState) -> Response<Full<Bytes>> {
             StatusCode::OK,
             &json!({"status": "ready", "timestamp": Timestamp::now().to_string()}),
         ),
-        Err(e @ Error::ApiUnavailable(_)) => error_response(&e),
-        Err(e) => error_response(&Error::ApiUnavailable(e.to_string())),
+        // Any answer but a version is "not ready": a refusal too.
+        Err(Error::Kube { source, .. }) => error_response(&Error::ApiUnavailable { source }),
+        Err(e) => error_response(&e),
     }
 }
 
@@ -214,7 +216,7 @@ async fn post_webhook(state: &AppState, req: Request<Incoming>) -> Response<Full
             let err = if e.is::<http_body_util::LengthLimitError>() {
                 Error::BodyTooLarge { limit: MAX_BODY }
             } else {
-                Error::MalformedBody(format!("cannot read body: {e}"))
+                Error::UnreadableBody(e)
             };
             return error_response(&err);
         }
@@ -257,10 +259,8 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<F
 }
 
 fn plain_error(status: StatusCode, error_type: &str, detail: &str) -> Response<Full<Bytes>> {
-    json_response(
-        status,
-        &json!({"detail": detail, "error_type": error_type, "timestamp": Timestamp::now().to_string()}),
-    )
+    let body = ErrorBody::new(detail.to_owned(), error_type, Timestamp::now().to_string());
+    json_response(status, &body)
 }
 
 /// The filter's own reply to a refused delivery (same status, headers and body).
@@ -280,15 +280,7 @@ fn rejection_response(
 
 /// The JSON error body of `e`, with `Retry-After` on 503.
 pub fn error_response(e: &Error) -> Response<Full<Bytes>> {
-    let mut body = json!({
-        "detail": e.to_string(),
-        "error_type": e.error_type(),
-        "timestamp": Timestamp::now().to_string(),
-    });
-    if let Some(name) = e.resource_name() {
-        body["resource_name"] = json!(name);
-    }
-    let mut r = json_response(e.status(), &body);
+    let mut r = json_response(e.status(), &e.body(Timestamp::now().to_string()));
     if let Some(secs) = e.retry_after() {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));

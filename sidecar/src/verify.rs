@@ -10,8 +10,8 @@ use serde_json::json;
 use webhook_core::config::CompiledConfig;
 use webhook_core::flow::{self, HeadersDecision, Rejection};
 
-use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::config::{Config, ConfigError};
+use crate::error::Result;
 use crate::server::MAX_BODY;
 
 /// Environment names the filter reads the secrets from (and so does this configuration).
@@ -50,7 +50,7 @@ impl Inbound {
             let i = SECRET_VARS.iter().position(|v| *v == var)?;
             secrets.get(i).cloned()
         })
-        .map_err(|e| Error::Config(format!("inbound verification: {e}")))?;
+        .map_err(ConfigError::Inbound)?;
         Ok(Inbound { config })
     }
 

@@ -52,9 +52,9 @@ pub struct Accepted {
 }
 
 /// Parses and validates a delivery with the filter's own rules (defence in depth: the filter
-/// should already have rejected anything this refuses).
+/// should already have rejected anything this refuses, and the refusal is answered as it would).
 pub fn parse_event(body: &[u8]) -> Result<ReservationEvent> {
-    webhook_core::event::validate(body).map_err(|e| Error::MalformedBody(e.to_string()))
+    Ok(webhook_core::event::validate(body)?)
 }
 
 /// Handles one delivery. Errors mean "nothing could be decided" (API server down): the sender
@@ -346,7 +346,7 @@ mod tests {
             br#"{"eventType":"EVENT_NOPE","timestamp":"t","eventCount":0,"userId":"u","username":"n","email":"e","sshPublicKey":"k","events":[]}"#,
             br#"{"eventType":"EVENT_START","timestamp":"t","eventCount":0,"userId":"u","username":"n","email":"e","sshPublicKey":"k","events":[]}"#,
         ] {
-            assert!(matches!(parse_event(body), Err(Error::MalformedBody(_))));
+            assert!(matches!(parse_event(body), Err(Error::Invalid(_))));
         }
         let mut v: serde_json::Value = serde_json::from_str(START).unwrap();
         v["sshPublicKey"] = "".into();

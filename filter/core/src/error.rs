@@ -4,6 +4,10 @@
 //! string in the JSON reply) and the metric it increments, in one place: [`Error::status`],
 //! [`Error::error_type`] and [`Error::outcome`]. Configuration variants never reach a client:
 //! they are logged by the adapter and make Envoy refuse the configuration.
+//!
+//! [`ErrorBody`] is the JSON body of every error reply, the filter's and the sidecar's alike.
+
+use serde::Serialize;
 
 use crate::event::{Reason, ValidationError};
 use crate::metrics::Outcome;
@@ -93,8 +97,7 @@ impl Error {
             Error::Replayed { status } => *status,
             Error::SchemaViolation { .. } => 422,
             Error::NotFound => 404,
-            Error::Invalid(v) if matches!(v.reason, Reason::MalformedJson) => 400,
-            Error::Invalid(_) => 422,
+            Error::Invalid(v) => v.status(),
         }
     }
 
@@ -119,13 +122,7 @@ impl Error {
             Error::Replayed { .. } => Outcome::ReplayedDelivery,
             Error::SchemaViolation { .. } => Outcome::InvalidEvent,
             Error::NotFound => Outcome::NotFound,
-            Error::Invalid(v) => match v.reason {
-                Reason::MalformedJson => Outcome::MalformedJson,
-                Reason::Stale | Reason::FromTheFuture | Reason::ReservationEnded => {
-                    Outcome::StaleEvent
-                }
-                _ => Outcome::InvalidEvent,
-            },
+            Error::Invalid(v) => v.outcome(),
         }
     }
 
@@ -136,5 +133,85 @@ impl Error {
             Error::SchemaViolation { path, .. } => Some(path),
             _ => None,
         }
+    }
+
+    /// The reply body for this error, `timestamp` being the reply's time (RFC 3339).
+    pub fn body(&self, timestamp: String) -> ErrorBody<'_> {
+        ErrorBody::new(self.to_string(), self.error_type(), timestamp).with_field(self.field())
+    }
+}
+
+// The answer to a refused body lives here, next to the other statuses, rather than in `event`:
+// the sidecar answers a `ValidationError` of its own exactly as the filter does.
+impl ValidationError {
+    /// HTTP status of the reply: 400 when the body is not JSON, 422 for every other rule.
+    pub fn status(&self) -> u16 {
+        match self.reason {
+            Reason::MalformedJson => 400,
+            _ => 422,
+        }
+    }
+
+    /// The outcome counted for this refusal; its [`Outcome::error_type`] is the reply's.
+    pub fn outcome(&self) -> Outcome {
+        match self.reason {
+            Reason::MalformedJson => Outcome::MalformedJson,
+            Reason::Stale | Reason::FromTheFuture | Reason::ReservationEnded => Outcome::StaleEvent,
+            _ => Outcome::InvalidEvent,
+        }
+    }
+}
+
+/// The JSON body of an error reply, the replaced service's shape (docs/openapi.yaml, `Error`):
+/// `detail`, `error_type` and `timestamp`, plus `resource_name` (sidecar: the BMH or Secret
+/// concerned) and `field` (the JSON path of the offending member, 400/422) when they apply.
+///
+/// Members are written in declaration order: the filter has always answered `detail,
+/// error_type, timestamp, field` and the sidecar `detail, error_type, resource_name, timestamp`,
+/// and this order keeps both byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorBody<'a> {
+    /// Human-readable, never a secret.
+    pub detail: String,
+    /// Machine-readable, PascalCase (`InvalidSignature`, `KubernetesUnavailable`, ...).
+    pub error_type: &'a str,
+    /// The BMH or Secret concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<&'a str>,
+    /// When the reply was made, RFC 3339.
+    pub timestamp: String,
+    /// JSON path of the offending body member, e.g. `$.events[1].eventEnd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+}
+
+impl<'a> ErrorBody<'a> {
+    /// A body with the three members every error reply has.
+    pub fn new(detail: String, error_type: &'a str, timestamp: String) -> Self {
+        ErrorBody {
+            detail,
+            error_type,
+            resource_name: None,
+            timestamp,
+            field: None,
+        }
+    }
+
+    /// Sets (or clears) `field`.
+    pub fn with_field(mut self, field: Option<&'a str>) -> Self {
+        self.field = field;
+        self
+    }
+
+    /// Sets (or clears) `resource_name`.
+    pub fn with_resource_name(mut self, resource_name: Option<&'a str>) -> Self {
+        self.resource_name = resource_name;
+        self
+    }
+
+    /// The body's bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Strings only, so serialization cannot fail; the fallback is never taken.
+        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
     }
 }

@@ -163,24 +163,10 @@ impl Rejection {
         h
     }
 
-    /// Reply body in the replaced service's shape: `{"detail", "error_type", "timestamp"}`,
-    /// plus `field` (JSON path) for 400/422.
+    /// Reply body: the shared [`ErrorBody`](crate::error::ErrorBody), `{"detail", "error_type",
+    /// "timestamp"}` plus `field` (JSON path) for 400/422.
     pub fn body(&self, now: SystemTime) -> Vec<u8> {
-        // Written by hand (strings escaped by serde_json) rather than through
-        // `serde_json::Value`, which would add its map code to the .wasm for four members.
-        let text = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
-        let mut out = format!(
-            "{{\"detail\":{},\"error_type\":{},\"timestamp\":{}",
-            text(&self.error.to_string()),
-            text(self.error.error_type()),
-            text(&rfc3339_utc(now)),
-        );
-        if let Some(field) = self.error.field() {
-            out.push_str(",\"field\":");
-            out.push_str(&text(field));
-        }
-        out.push('}');
-        out.into_bytes()
+        self.error.body(rfc3339_utc(now)).to_json()
     }
 }
 
