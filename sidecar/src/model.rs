@@ -98,7 +98,10 @@ pub enum Phase {
     Provisioning,
     /// Metal3 reported `provisioned`: the host belongs to the holder.
     Provisioned,
-    /// EVENT_END accepted; image removed, waiting for `available`.
+    /// EVENT_END accepted: the release is under way (image removed, waiting for `available`).
+    /// Our word for the whole release is "release"; this phase keeps the name `deprovisioning`
+    /// because it is persisted in the `phase` annotation of hosts in flight, and Metal3's own
+    /// `deprovisioning` state ([`ProvisioningState::Deprovisioning`]) is one step of it.
     Deprovisioning,
     /// The host is free again (the holder annotations stay for the record).
     Released,

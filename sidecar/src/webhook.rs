@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::k8s::Write;
 use crate::metrics::inc;
 use crate::model::{Holder, Host, HostLookup, dns1123};
-use crate::plan::{Outcome, decide_end, decide_start};
+use crate::plan::{ResourceOutcome, decide_end, decide_start};
 use crate::state::AppState;
 
 /// How often one host is re-read and re-decided after losing a resourceVersion race.
@@ -32,7 +32,7 @@ pub struct ResourceResult {
     pub resource_name: String,
     /// `<namespace>/<name>` of the BMH, or null.
     pub bmh: Option<String>,
-    pub result: Outcome,
+    pub result: ResourceOutcome,
     pub detail: String,
 }
 
@@ -73,7 +73,12 @@ pub async fn handle(state: &AppState, ev: &ReservationEvent) -> Result<Accepted>
     }
     let acted = results
         .iter()
-        .filter(|r| matches!(r.result, Outcome::Provisioning | Outcome::Releasing))
+        .filter(|r| {
+            matches!(
+                r.result,
+                ResourceOutcome::Provisioning | ResourceOutcome::Releasing
+            )
+        })
         .count();
     let resource_name = results
         .iter()
@@ -104,7 +109,7 @@ async fn handle_resource(
     ev: &ReservationEvent,
     r: &ReservedResource,
 ) -> Result<ResourceResult> {
-    let result = |bmh: Option<String>, outcome: Outcome, detail: String| ResourceResult {
+    let result = |bmh: Option<String>, outcome: ResourceOutcome, detail: String| ResourceResult {
         event_id: r.event_id.clone(),
         resource_id: r.resource_id,
         resource_name: r.resource_name.clone(),
@@ -116,14 +121,14 @@ async fn handle_resource(
     if !cfg.is_bmh_type(&r.resource_type) {
         return Ok(result(
             None,
-            Outcome::Skipped,
+            ResourceOutcome::Skipped,
             format!("resource type {:?} is not a BareMetalHost", r.resource_type),
         ));
     }
     let not_found = || {
         result(
             None,
-            Outcome::NotFound,
+            ResourceOutcome::NotFound,
             format!(
                 "no BareMetalHost in namespace {} labelled {}={} or named {:?}",
                 cfg.namespace,
@@ -151,7 +156,7 @@ async fn handle_resource(
     let gone = || {
         result(
             None,
-            Outcome::NotFound,
+            ResourceOutcome::NotFound,
             "the BareMetalHost was deleted".into(),
         )
     };
@@ -177,7 +182,7 @@ async fn handle_resource(
                     // breaks its rules cannot be taken until an operator fixes it.
                     return Ok(result(
                         key,
-                        Outcome::Unavailable,
+                        ResourceOutcome::Unavailable,
                         format!("the API server refused the write: {message}"),
                     ));
                 }

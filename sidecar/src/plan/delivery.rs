@@ -11,10 +11,11 @@ use crate::model::{
     AnnotationPatch, Holder, Host, Keys, Owed, Phase, ProvisioningState, with_ended,
 };
 
-/// Per-resource outcome reported in the reply body.
+/// Per-resource outcome reported in the reply body (`results[].result`; not the filter's
+/// per-request `webhook_core::metrics::Outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum ResourceOutcome {
     /// The start is being carried out (or queued until the host is released).
     Provisioning,
     /// The end is being carried out.
@@ -22,7 +23,10 @@ pub enum Outcome {
     /// Not a BareMetalHost resource type.
     Skipped,
     /// The host is held by another reservation or another Metal3 consumer; nothing changed.
-    Conflict,
+    /// On the wire `conflict` (the documented reply); in the code "conflict" only ever means a
+    /// write refused by a resourceVersion precondition (409, `Write::Conflict`).
+    #[serde(rename = "conflict")]
+    HeldByOther,
     /// No BMH maps to the resource.
     NotFound,
     /// A repeated delivery: the work was already done.
@@ -35,18 +39,18 @@ pub enum Outcome {
     Unavailable,
 }
 
-impl Outcome {
+impl ResourceOutcome {
     /// The wire name (also the metric label).
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Provisioning => "provisioning",
-            Outcome::Releasing => "releasing",
-            Outcome::Skipped => "skipped",
-            Outcome::Conflict => "conflict",
-            Outcome::NotFound => "not_found",
-            Outcome::AlreadyDone => "already_done",
-            Outcome::Expired => "expired",
-            Outcome::Unavailable => "unavailable",
+            ResourceOutcome::Provisioning => "provisioning",
+            ResourceOutcome::Releasing => "releasing",
+            ResourceOutcome::Skipped => "skipped",
+            ResourceOutcome::HeldByOther => "conflict",
+            ResourceOutcome::NotFound => "not_found",
+            ResourceOutcome::AlreadyDone => "already_done",
+            ResourceOutcome::Expired => "expired",
+            ResourceOutcome::Unavailable => "unavailable",
         }
     }
 }
@@ -55,13 +59,13 @@ impl Outcome {
 /// resourceVersion precondition) when it changes the host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    pub outcome: Outcome,
+    pub outcome: ResourceOutcome,
     pub detail: String,
     pub patch: Option<Value>,
 }
 
 impl Decision {
-    fn answer(outcome: Outcome, detail: impl Into<String>) -> Self {
+    fn answer(outcome: ResourceOutcome, detail: impl Into<String>) -> Self {
         Decision {
             outcome,
             detail: detail.into(),
@@ -69,7 +73,7 @@ impl Decision {
         }
     }
 
-    fn write(outcome: Outcome, detail: impl Into<String>, patch: Value) -> Self {
+    fn write(outcome: ResourceOutcome, detail: impl Into<String>, patch: Value) -> Self {
         Decision {
             outcome,
             detail: detail.into(),
@@ -95,7 +99,7 @@ fn held_by(host: &Host, req: &Holder) -> Option<Result<Phase, ()>> {
 
 fn other_user() -> Decision {
     Decision::answer(
-        Outcome::Conflict,
+        ResourceOutcome::HeldByOther,
         "this event id holds the host for another user",
     )
 }
@@ -135,7 +139,7 @@ fn availability(policy: &Policy, host: &Host, now: Timestamp) -> Availability {
 fn refusal(policy: &Policy, host: &Host) -> Option<Decision> {
     if let Some(why) = host.unprovisionable() {
         return Some(Decision::answer(
-            Outcome::Unavailable,
+            ResourceOutcome::Unavailable,
             format!("Metal3 would never provision this host: {why}"),
         ));
     }
@@ -143,7 +147,7 @@ fn refusal(policy: &Policy, host: &Host) -> Option<Decision> {
         && !c.is_reservation(&policy.prefix)
     {
         return Some(Decision::answer(
-            Outcome::Conflict,
+            ResourceOutcome::HeldByOther,
             format!(
                 "the host is in use by {} (spec.consumerRef); nothing changed",
                 c.describe()
@@ -155,7 +159,7 @@ fn refusal(policy: &Policy, host: &Host) -> Option<Decision> {
         && Some(url.as_str()) != deprovision_url
     {
         return Some(Decision::answer(
-            Outcome::Conflict,
+            ResourceOutcome::HeldByOther,
             "the host is in use outside the reservation system (spec.image is set); nothing changed",
         ));
     }
@@ -173,13 +177,13 @@ pub fn decide_start(
     let rv = &host.resource_version;
     if let Some(end) = req.event_end.filter(|_| req.has_ended(now)) {
         return Decision::answer(
-            Outcome::Expired,
+            ResourceOutcome::Expired,
             format!("the reservation ended at {end}; nothing changed"),
         );
     }
     if host.has_ended(&req.event_id) {
         return Decision::answer(
-            Outcome::Expired,
+            ResourceOutcome::Expired,
             "this reservation's EVENT_END was already received; nothing changed",
         );
     }
@@ -189,21 +193,22 @@ pub fn decide_start(
         };
         return match phase {
             Phase::Provisioning => {
-                Decision::answer(Outcome::Provisioning, "provisioning in progress")
+                Decision::answer(ResourceOutcome::Provisioning, "provisioning in progress")
             }
-            Phase::Provisioned => Decision::answer(Outcome::AlreadyDone, "provisioned"),
+            Phase::Provisioned => Decision::answer(ResourceOutcome::AlreadyDone, "provisioned"),
             Phase::Failed => Decision::answer(
-                Outcome::AlreadyDone,
+                ResourceOutcome::AlreadyDone,
                 format!("provisioning failed: {}", host.detail),
             ),
-            Phase::Deprovisioning | Phase::Released => {
-                Decision::answer(Outcome::Expired, "this reservation has already ended")
-            }
+            Phase::Deprovisioning | Phase::Released => Decision::answer(
+                ResourceOutcome::Expired,
+                "this reservation has already ended",
+            ),
         };
     }
     let take = || {
         Decision::write(
-            Outcome::Provisioning,
+            ResourceOutcome::Provisioning,
             "provisioning started",
             AnnotationPatch::on(keys, rv)
                 .holder(req)
@@ -238,9 +243,11 @@ pub(super) fn pending_dropped(host: &Host, p: &Holder, now: Timestamp) -> bool {
 fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
     let rv = &host.resource_version;
     match &host.pending {
-        Some(p) if p.same_reservation(req) => Decision::answer(Outcome::Provisioning, QUEUED),
+        Some(p) if p.same_reservation(req) => {
+            Decision::answer(ResourceOutcome::Provisioning, QUEUED)
+        }
         Some(p) if !pending_dropped(host, p, now) => Decision::answer(
-            Outcome::Conflict,
+            ResourceOutcome::HeldByOther,
             format!(
                 "another reservation (event {}) is already waiting for this host",
                 p.event_id
@@ -248,7 +255,7 @@ fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
         ),
         // Nothing queued, or what is queued will never run: queue this one.
         _ => Decision::write(
-            Outcome::Provisioning,
+            ResourceOutcome::Provisioning,
             QUEUED,
             AnnotationPatch::on(keys, rv).pending(Some(req)).build(),
         ),
@@ -288,10 +295,12 @@ pub fn decide_end(
                 if owed.is_some() {
                     patch = patch.owed(owed.as_ref());
                 }
-                Decision::write(Outcome::Releasing, "release started", patch.build())
+                Decision::write(ResourceOutcome::Releasing, "release started", patch.build())
             }
-            Phase::Deprovisioning => Decision::answer(Outcome::Releasing, "release in progress"),
-            Phase::Released => Decision::answer(Outcome::AlreadyDone, "released"),
+            Phase::Deprovisioning => {
+                Decision::answer(ResourceOutcome::Releasing, "release in progress")
+            }
+            Phase::Released => Decision::answer(ResourceOutcome::AlreadyDone, "released"),
         };
     }
     if host
@@ -300,7 +309,7 @@ pub fn decide_end(
         .is_some_and(|p| p.same_reservation(req))
     {
         return Decision::write(
-            Outcome::Releasing,
+            ResourceOutcome::Releasing,
             "the queued start of this reservation was cancelled",
             AnnotationPatch::on(keys, rv)
                 .pending(None)
@@ -310,11 +319,11 @@ pub fn decide_end(
     }
     let (outcome, detail) = match &host.holder {
         Some(_) => (
-            Outcome::Conflict,
+            ResourceOutcome::HeldByOther,
             "the host is held by another reservation; nothing released",
         ),
         None => (
-            Outcome::AlreadyDone,
+            ResourceOutcome::AlreadyDone,
             "the host is not held by this reservation; nothing released",
         ),
     };
@@ -345,7 +354,7 @@ mod tests {
     fn start_on_a_free_host_takes_it_with_a_consumer_ref() {
         let h = holder("101", "u1");
         let d = start(&host(), &h);
-        assert_eq!(d.outcome, Outcome::Provisioning);
+        assert_eq!(d.outcome, ResourceOutcome::Provisioning);
         let p = d.patch.unwrap();
         assert_eq!(p["metadata"]["resourceVersion"], "10");
         assert_eq!(ann(&p, "event-id"), "101");
@@ -363,11 +372,11 @@ mod tests {
     fn repeated_start_changes_nothing() {
         let h = holder("101", "u1");
         for (phase, want) in [
-            (Phase::Provisioning, Outcome::Provisioning),
-            (Phase::Provisioned, Outcome::AlreadyDone),
-            (Phase::Failed, Outcome::AlreadyDone),
-            (Phase::Deprovisioning, Outcome::Expired),
-            (Phase::Released, Outcome::Expired),
+            (Phase::Provisioning, ResourceOutcome::Provisioning),
+            (Phase::Provisioned, ResourceOutcome::AlreadyDone),
+            (Phase::Failed, ResourceOutcome::AlreadyDone),
+            (Phase::Deprovisioning, ResourceOutcome::Expired),
+            (Phase::Released, ResourceOutcome::Expired),
         ] {
             let d = start(&host().held(&h, phase), &h);
             assert_eq!((d.outcome, d.patch), (want, None), "{phase}");
@@ -381,7 +390,10 @@ mod tests {
         let mut late = a.clone();
         late.event_end = Some(at(5));
         let d = start(&host(), &late);
-        assert_eq!((d.outcome, d.patch.is_none()), (Outcome::Expired, true));
+        assert_eq!(
+            (d.outcome, d.patch.is_none()),
+            (ResourceOutcome::Expired, true)
+        );
         // Its END was received before, and the host went on to another reservation.
         let b = holder("202", "u2");
         let mut h = host().held(&b, Phase::Provisioned);
@@ -389,13 +401,13 @@ mod tests {
         let d = start(&h, &a);
         assert_eq!(
             (d.outcome, d.patch.is_none()),
-            (Outcome::Expired, true),
+            (ResourceOutcome::Expired, true),
             "{d:?}"
         );
         // ... also on a free host.
         let mut free = host();
         free.ended = h.ended.clone();
-        assert_eq!(start(&free, &a).outcome, Outcome::Expired);
+        assert_eq!(start(&free, &a).outcome, ResourceOutcome::Expired);
     }
 
     #[test]
@@ -406,7 +418,7 @@ mod tests {
         // END of a reservation that never got the host (its START was lost or is late).
         let held = host().held(&b, Phase::Provisioned);
         let d = decide_end(&k, &policy(), &held, &a, now());
-        assert_eq!(d.outcome, Outcome::Conflict);
+        assert_eq!(d.outcome, ResourceOutcome::HeldByOther);
         let p = d.patch.unwrap();
         assert_eq!(ann(&p, "phase"), &Value::Null, "the holder is untouched");
         let ended: std::collections::BTreeMap<String, Timestamp> =
@@ -430,7 +442,7 @@ mod tests {
         let mut remembered = host();
         remembered.ended = ended;
         let d = decide_end(&k, &policy(), &remembered, &a, now());
-        assert_eq!((d.outcome, d.patch), (Outcome::AlreadyDone, None));
+        assert_eq!((d.outcome, d.patch), (ResourceOutcome::AlreadyDone, None));
     }
 
     #[test]
@@ -440,7 +452,7 @@ mod tests {
         let c = holder("303", "u3");
         let held = host().held(&a, Phase::Provisioned);
         let d = start(&held, &b);
-        assert_eq!(d.outcome, Outcome::Provisioning);
+        assert_eq!(d.outcome, ResourceOutcome::Provisioning);
         assert!(
             ann(d.patch.as_ref().unwrap(), "pending-start")
                 .as_str()
@@ -450,14 +462,14 @@ mod tests {
         let queued = held.clone().with_pending(&b);
         assert_eq!(
             start(&queued, &b),
-            Decision::answer(Outcome::Provisioning, QUEUED)
+            Decision::answer(ResourceOutcome::Provisioning, QUEUED)
         );
-        assert_eq!(start(&queued, &c).outcome, Outcome::Conflict);
+        assert_eq!(start(&queued, &c).outcome, ResourceOutcome::HeldByOther);
         // A queued start whose reservation has ended gives its place up.
         let mut gone = b.clone();
         gone.event_end = Some(at(5));
         let d = start(&held.clone().with_pending(&gone), &c);
-        assert_eq!(d.outcome, Outcome::Provisioning);
+        assert_eq!(d.outcome, ResourceOutcome::Provisioning);
         assert!(d.patch.is_some());
     }
 
@@ -482,7 +494,7 @@ mod tests {
         let req = holder("1", "u");
         let mut image = host();
         image.spec.image_url = Some("http://other".into());
-        assert_eq!(start(&image, &req).outcome, Outcome::Conflict);
+        assert_eq!(start(&image, &req).outcome, ResourceOutcome::HeldByOther);
         let mut capi = host();
         capi.spec.consumer_ref = Some(ConsumerRef {
             api_version: "infrastructure.cluster.x-k8s.io/v1beta1".into(),
@@ -491,20 +503,20 @@ mod tests {
             namespace: "ns".into(),
         });
         let d = start(&capi, &req);
-        assert_eq!(d.outcome, Outcome::Conflict);
+        assert_eq!(d.outcome, ResourceOutcome::HeldByOther);
         assert!(d.detail.contains("Metal3Machine/m-0"), "{}", d.detail);
         let mut paused = host();
         paused.paused = true;
         let d = start(&paused, &req);
-        assert_eq!((d.outcome, d.patch), (Outcome::Unavailable, None));
+        assert_eq!((d.outcome, d.patch), (ResourceOutcome::Unavailable, None));
         // A released host is checked again before it is taken.
         let mut released = host().held(&holder("9", "v"), Phase::Released);
         released.notified = Some(Phase::Released);
         released.spec.consumer_ref = capi.spec.consumer_ref.clone();
-        assert_eq!(start(&released, &req).outcome, Outcome::Conflict);
+        assert_eq!(start(&released, &req).outcome, ResourceOutcome::HeldByOther);
         released.spec.consumer_ref = None;
         released.spec.custom_deploy = true;
-        assert_eq!(start(&released, &req).outcome, Outcome::Unavailable);
+        assert_eq!(start(&released, &req).outcome, ResourceOutcome::Unavailable);
     }
 
     #[test]
@@ -528,35 +540,35 @@ mod tests {
         let held = host().held(&a, Phase::Provisioned);
         assert_eq!(
             decide_end(&k, &policy(), &held, &b, now()).outcome,
-            Outcome::Conflict
+            ResourceOutcome::HeldByOther
         );
         assert_eq!(
             decide_end(&k, &policy(), &host(), &b, now()).outcome,
-            Outcome::AlreadyDone
+            ResourceOutcome::AlreadyDone
         );
         let mut wrong_user = a.clone();
         wrong_user.user_id = "mallory".into();
         assert_eq!(
             decide_end(&k, &policy(), &held, &wrong_user, now()).outcome,
-            Outcome::Conflict
+            ResourceOutcome::HeldByOther
         );
         let d = decide_end(&k, &policy(), &held, &a, now());
-        assert_eq!(d.outcome, Outcome::Releasing);
+        assert_eq!(d.outcome, ResourceOutcome::Releasing);
         assert_eq!(ann(d.patch.as_ref().unwrap(), "phase"), "deprovisioning");
         let end = |p| decide_end(&k, &policy(), &host().held(&a, p), &a, now()).outcome;
-        assert_eq!(end(Phase::Deprovisioning), Outcome::Releasing);
-        assert_eq!(end(Phase::Released), Outcome::AlreadyDone);
+        assert_eq!(end(Phase::Deprovisioning), ResourceOutcome::Releasing);
+        assert_eq!(end(Phase::Released), ResourceOutcome::AlreadyDone);
         // An END long after its reservation is still honoured.
         let mut late = a.clone();
         late.event_end = Some(at(1));
         assert_eq!(
             decide_end(&k, &policy(), &held, &late, at(1_000_000)).outcome,
-            Outcome::Releasing
+            ResourceOutcome::Releasing
         );
         // The end of a queued reservation cancels its queued start.
         let queued = held.with_pending(&b);
         let d = decide_end(&k, &policy(), &queued, &b, now());
-        assert_eq!(d.outcome, Outcome::Releasing);
+        assert_eq!(d.outcome, ResourceOutcome::Releasing);
         assert_eq!(
             ann(d.patch.as_ref().unwrap(), "pending-start"),
             &Value::Null

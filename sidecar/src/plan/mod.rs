@@ -33,7 +33,7 @@ pub mod secret;
 pub mod steps;
 
 pub use claim::{ClaimCheck, claim_notification, owed_satisfied};
-pub use delivery::{Decision, Outcome, decide_end, decide_start};
+pub use delivery::{Decision, ResourceOutcome, decide_end, decide_start};
 pub use secret::{ExistingSecret, SecretAction, secret_action};
 pub use steps::{
     Step, Transition, next_step, provision_patch, refused, release_patch, stop_patch, transition,
