@@ -9,14 +9,15 @@
 //!  reservation system ─POST /webhook─▶ proxy + filter ─▶ sidecar HTTP (server.rs)
 //!                                                          │ parse + validate (webhook.rs)
 //!                                                          │ per resource: map to a BMH by label
-//!                                                          │   or name, decide (plan.rs), write the
-//!                                                          │   intent as annotations with a
-//!                                                          │   resourceVersion precondition (k8s.rs)
+//!                                                          │   or name, decide (plan/delivery.rs),
+//!                                                          │   write the intent as annotations with
+//!                                                          │   a resourceVersion precondition (k8s.rs)
 //!                                                          ▼
-//!                                       202 {"status":"accepted", "results":[...]}
+//!                    200 {"status":"success", "resourceName", "results":[...]} (the replaced
+//!                    service's reply; SUCCESS_STATUS_CODE=202 for senders that want 202)
 //!
 //!  kube-apiserver ──one watch over BMHs──▶ reconciler (reconcile.rs, kube-runtime Controller)
-//!                                            │ next_step (plan.rs) from annotations + status:
+//!                                            │ next_step (plan/steps.rs) from annotations + status:
 //!                                            │  provisioning: userData Secret, spec patch,
 //!                                            │    wait provisioned / operator error / timeout
 //!                                            │  deprovisioning: spec patch, Secret deleted,
