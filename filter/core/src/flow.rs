@@ -22,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::{CompiledConfig, Schema, Unmatched, Webhook};
 use crate::error::Error;
-use crate::event;
+use crate::event::{self, ReservationMessage};
 use crate::metrics::Outcome;
 use crate::replay::{self, Admission, Delivery, SharedData};
 use crate::scheme::Presented;
@@ -336,6 +336,19 @@ impl Pending {
         body: &[u8],
         now: SystemTime,
     ) -> Result<Verified, Rejection> {
+        self.finish_message(cfg, body, now)
+            .map(|(verified, _)| verified)
+    }
+
+    /// [`Pending::finish`], also handing over the reservation message it validated (for
+    /// `schema: reservation_event`), so a caller that acts on it (the sidecar) reads the body
+    /// once, with the very rules the edge applied.
+    pub fn finish_message<'b>(
+        &self,
+        cfg: &CompiledConfig,
+        body: &'b [u8],
+        now: SystemTime,
+    ) -> Result<(Verified, Option<ReservationMessage<'b>>), Rejection> {
         self.check_size(cfg, body.len())?;
         let Some(hook) = self.webhook(cfg) else {
             return Err(Error::NotFound.into());
@@ -344,7 +357,12 @@ impl Pending {
             .map_err(|e| Rejection::from(e).with_webhook(self.webhook))
     }
 
-    fn decide(&self, hook: &Webhook, body: &[u8], now: SystemTime) -> Result<Verified, Error> {
+    fn decide<'b>(
+        &self,
+        hook: &Webhook,
+        body: &'b [u8],
+        now: SystemTime,
+    ) -> Result<(Verified, Option<ReservationMessage<'b>>), Error> {
         let secret_id = match &self.signature {
             Some(p) => {
                 p.check_time(hook.scheme.tolerance(), unix_seconds(now))?;
@@ -353,15 +371,18 @@ impl Pending {
             }
             None => None,
         };
+        let mut message = None;
         match &hook.schema {
             Schema::ReservationEvent => {
-                event::check_body(
-                    body,
-                    unix_seconds(now),
-                    hook.replay_window_seconds,
-                    hook.max_clock_skew_seconds,
-                )
-                .map_err(Error::from)?;
+                message = Some(
+                    event::check_body(
+                        body,
+                        unix_seconds(now),
+                        hook.replay_window_seconds,
+                        hook.max_clock_skew_seconds,
+                    )
+                    .map_err(Error::from)?,
+                );
             }
             Schema::Json => {
                 serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|_| malformed())?;
@@ -377,12 +398,13 @@ impl Pending {
             }),
             _ => None,
         };
-        Ok(Verified {
+        let verified = Verified {
             secret_id,
             replay,
             webhook: self.webhook,
             secret_id_sent: hook.secret_id_at_headers().is_some(),
-        })
+        };
+        Ok((verified, message))
     }
 }
 

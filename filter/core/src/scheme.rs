@@ -4,7 +4,8 @@
 //!
 //! | scheme | signature header | bytes signed | key | encoding | timestamp |
 //! |---|---|---|---|---|---|
-//! | `hmac_sha256_hex` (reservation system) | `x-webhook-signature: sha256=<hex>` | body | secret bytes | hex | none (body `timestamp`) |
+//! | `reservation_system` | `x-webhook-signature: <b64>` or `sha256=<hex>` | body | secret bytes | base64 or hex | none (body `timestamp`) |
+//! | `hmac_sha256_hex` | `x-webhook-signature: sha256=<hex>` (header and prefix configurable) | body | secret bytes | hex | none |
 //! | `github` | `x-hub-signature-256: sha256=<hex>` | body | secret bytes | hex | none |
 //! | `stripe` | `stripe-signature: t=<unix>,v1=<hex>[,v1=…]` | `<t>.` + body | the whole secret string, `whsec_` included | hex | `t`, old only |
 //! | `slack` | `x-slack-signature: v0=<hex>` + `x-slack-request-timestamp` | `v0:<ts>:` + body | secret bytes | hex | both ways |
@@ -66,6 +67,11 @@ pub enum Tolerance {
 /// A compiled signature scheme: [`SchemeConfig`] with header names checked and lowercased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
+    /// See [`SchemeConfig::ReservationSystem`].
+    ReservationSystem {
+        /// Lowercase header name.
+        header: String,
+    },
     /// See [`SchemeConfig::HmacSha256Hex`].
     HmacSha256Hex {
         /// Lowercase header name.
@@ -113,6 +119,7 @@ impl Scheme {
     pub fn header(&self) -> &str {
         match self {
             Scheme::HmacSha256Hex { header, .. }
+            | Scheme::ReservationSystem { header }
             | Scheme::Github { header }
             | Scheme::Stripe { header, .. }
             | Scheme::Shopify { header } => header,
@@ -132,7 +139,9 @@ impl Scheme {
             Scheme::Github { .. } | Scheme::StandardWebhooks { .. } | Scheme::Shopify { .. } => {
                 true
             }
-            Scheme::Stripe { .. } | Scheme::Slack { .. } => false,
+            Scheme::ReservationSystem { .. } | Scheme::Stripe { .. } | Scheme::Slack { .. } => {
+                false
+            }
         }
     }
 
@@ -148,6 +157,9 @@ impl Scheme {
             }
         };
         Ok(match raw {
+            SchemeConfig::ReservationSystem { header } => Scheme::ReservationSystem {
+                header: name(header, "header")?,
+            },
             SchemeConfig::HmacSha256Hex {
                 header,
                 prefix,
@@ -206,6 +218,17 @@ fn hex_tag(s: &str) -> Option<[u8; TAG_LEN]> {
     Some(out)
 }
 
+/// The reservation system's `X-Webhook-Signature`: `sha256=<64 hex digits>` (the prefix in any
+/// case), else standard padded Base64 of the 32-byte tag (what the real senders write). The
+/// same MAC either way; anything else is malformed.
+fn reservation_tag(value: &str) -> Result<[u8; TAG_LEN]> {
+    let v = value.trim();
+    if strip_prefix_ci(v, "sha256=").is_some() {
+        return crate::signature::parse_hex_signature(v, "sha256=");
+    }
+    b64_tag(v).ok_or(Error::MalformedSignature)
+}
+
 fn b64_tag(s: &str) -> Option<[u8; TAG_LEN]> {
     let bytes = STANDARD.decode(s.trim()).ok()?;
     <[u8; TAG_LEN]>::try_from(bytes.as_slice()).ok()
@@ -232,6 +255,10 @@ impl Scheme {
             delivery_id: self.delivery_id(header),
         };
         match self {
+            Scheme::ReservationSystem { header: h } => {
+                let v = header(h).ok_or(Error::MissingSignature)?;
+                p.candidates.push(reservation_tag(&v)?);
+            }
             Scheme::HmacSha256Hex {
                 header: h, prefix, ..
             } => {
@@ -323,7 +350,10 @@ impl Scheme {
                 delivery_id_header: Some(h),
                 ..
             } => header(h),
-            Scheme::HmacSha256Hex { .. } | Scheme::Stripe { .. } | Scheme::Slack { .. } => None,
+            Scheme::HmacSha256Hex { .. }
+            | Scheme::ReservationSystem { .. }
+            | Scheme::Stripe { .. }
+            | Scheme::Slack { .. } => None,
             Scheme::Github { .. } => header("x-github-delivery"),
             Scheme::StandardWebhooks { .. } => first(header, &["svix-id", "webhook-id"]),
             Scheme::Shopify { .. } => header("x-shopify-webhook-id"),
@@ -398,6 +428,14 @@ impl Presented {
     }
 }
 
+/// The reservation system's `X-Webhook-Signature` value as reservation-be and
+/// reservation-event-processor send it: standard padded Base64 of HMAC-SHA256 over the raw
+/// body, keyed with the secret string's UTF-8 bytes (the README's `sha256=<hex>` form is
+/// [`crate::signature::signature_header_value`]).
+pub fn sign_reservation_system(secret: &str, body: &[u8]) -> String {
+    base64_body_tag(secret, body)
+}
+
 /// GitHub's `X-Hub-Signature-256` value: `sha256=<hex>` over the body.
 pub fn sign_github(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(hmac(secret.as_bytes(), &[], body)))
@@ -426,5 +464,10 @@ pub fn sign_standard_webhooks(secret: &str, id: &str, ts: i64, body: &[u8]) -> O
 
 /// Shopify's `X-Shopify-Hmac-Sha256` value: base64 over the body.
 pub fn sign_shopify(secret: &str, body: &[u8]) -> String {
+    base64_body_tag(secret, body)
+}
+
+/// Standard Base64 of HMAC-SHA256 over the body alone, keyed with the secret's bytes.
+fn base64_body_tag(secret: &str, body: &[u8]) -> String {
     general_purpose::STANDARD.encode(hmac(secret.as_bytes(), &[], body))
 }

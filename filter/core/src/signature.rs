@@ -1,9 +1,10 @@
 //! HMAC-SHA256 keyed secrets and hex signatures, the primitives under every scheme.
 //!
-//! The reservation system sends `X-Webhook-Signature: sha256=<lowercase hex HMAC-SHA256 of the
-//! raw body>`. [`sign_hex`] produces the hex part (the sidecar signs its notifications with it);
-//! [`SecretKey`] holds one active secret, keyed once at configure time;
-//! [`parse_hex_signature`] decodes a hex header value. Verification against the active secrets
+//! [`sign_hex`] produces a hex tag and [`signature_header_value`] the replaced service's
+//! documented `sha256=<hex>` form of the reservation system's `X-Webhook-Signature` (its real
+//! senders write Base64: [`crate::scheme::sign_reservation_system`]); [`SecretKey`] holds one
+//! active secret, keyed once at configure time; [`parse_hex_signature`] decodes a hex header
+//! value. Verification against the active secrets
 //! is the scheme's ([`crate::scheme::Presented::verify`]), in constant time per comparison.
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -21,7 +22,7 @@ pub fn sign_hex(secret: &[u8], body: &[u8]) -> String {
     hex::encode(hmac(secret, &[], body))
 }
 
-/// The full header value the reservation system sends: `sha256=<hex>`.
+/// The replaced service's README form of `X-Webhook-Signature`: `sha256=<hex>`.
 pub fn signature_header_value(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", sign_hex(secret, body))
 }

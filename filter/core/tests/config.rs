@@ -43,10 +43,8 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(w.methods, ["POST"]);
     assert_eq!(
         w.scheme,
-        Scheme::HmacSha256Hex {
+        Scheme::ReservationSystem {
             header: "x-webhook-signature".into(),
-            prefix: "sha256=".into(),
-            delivery_id_header: None,
         }
     );
     assert_eq!(w.max_body_bytes, 65536);
@@ -56,6 +54,67 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(w.secrets.len(), 1);
     assert_eq!(w.secrets[0].id(), "WEBHOOK_SECRET");
     assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn the_reservation_system_preset_is_the_whole_webhook() {
+    let env = |k: &str| match k {
+        "WEBHOOK_SECRET" => Some(LONG.to_owned()),
+        "WEBHOOK_SECRET_PREVIOUS" => Some(LONG.replace('0', "9")),
+        _ => None,
+    };
+    let c = CompiledConfig::from_json(br#"{"webhooks":[{"preset":"reservation_system"}]}"#, env)
+        .unwrap();
+    let w = &c.webhooks[0];
+    assert_eq!(
+        (w.name.as_str(), w.path.as_str()),
+        ("reservations", "/webhook")
+    );
+    assert_eq!(w.methods, ["POST"]);
+    assert_eq!(
+        w.scheme,
+        Scheme::ReservationSystem {
+            header: "x-webhook-signature".into()
+        }
+    );
+    let ids: Vec<&str> = w.secrets.iter().map(|s| s.id()).collect();
+    assert_eq!(ids, ["current", "previous"]);
+    assert_eq!(w.max_body_bytes, 65536);
+    assert_eq!(w.schema, Schema::ReservationEvent);
+    assert_eq!(
+        (w.replay_window_seconds, w.max_clock_skew_seconds),
+        (0, 300)
+    );
+    assert!(c.warnings.is_empty());
+    // Every field written beside the preset overrides it; the rest stays.
+    let c = CompiledConfig::from_json(
+        br#"{"webhooks":[{"preset":"reservation_system","path":"/hooks/prognose","max_body_bytes":4096}]}"#,
+        env,
+    )
+    .unwrap();
+    let w = &c.webhooks[0];
+    assert_eq!(
+        (w.path.as_str(), w.max_body_bytes),
+        ("/hooks/prognose", 4096)
+    );
+    assert_eq!(w.name, "reservations");
+    assert_eq!(w.secrets.len(), 2);
+    // Its secret is required like any other.
+    let e = CompiledConfig::from_json(br#"{"webhooks":[{"preset":"reservation_system"}]}"#, |_| {
+        None
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("WEBHOOK_SECRET is not set"), "{e}");
+    assert!(refused(r#"{"webhooks":[{"preset":"github"}]}"#).contains("unknown variant"));
+}
+
+#[test]
+fn without_a_preset_name_and_path_are_required() {
+    let e = refused(r#"{"webhooks":[{"path":"/webhook","secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#);
+    assert!(e.contains("webhooks[0].name is required"), "{e}");
+    let e = refused(r#"{"webhooks":[{"name":"r","secrets":[{"env":"WEBHOOK_SECRET"}]}]}"#);
+    assert!(e.contains("webhooks[0].path is required"), "{e}");
 }
 
 #[test]

@@ -40,8 +40,8 @@ fn a_filter_reply_is_detail_error_type_timestamp() {
 #[test]
 fn a_refused_body_adds_field_last() {
     assert_eq!(
-        reply(invalid("$.username", Reason::ReservedUsername).into()),
-        r#"{"detail":"$.username: reserved login name","error_type":"ValidationError","timestamp":"2025-06-08T12:31:00Z","field":"$.username"}"#
+        reply(invalid("$.userId", Reason::Missing).into()),
+        r#"{"detail":"$.userId: required field is missing","error_type":"ValidationError","timestamp":"2025-06-08T12:31:00Z","field":"$.userId"}"#
     );
     assert_eq!(
         reply(invalid("$", Reason::MalformedJson).into()),

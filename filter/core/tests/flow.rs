@@ -126,12 +126,12 @@ fn wrong_secret_and_tampered_body_get_the_same_401() {
 
 #[test]
 fn reply_body_has_the_replaced_service_shape() {
-    let r = run(NEW, &edited(|v| v["username"] = "root".into())).unwrap_err();
+    let r = run(NEW, &edited(|v| v["userId"] = "".into())).unwrap_err();
     assert_eq!(r.status(), 422);
     let body = reply(&r);
     assert_eq!(body["error_type"], "ValidationError");
-    assert_eq!(body["field"], "$.username");
-    assert!(body["detail"].as_str().unwrap().starts_with("$.username: "));
+    assert_eq!(body["field"], "$.userId");
+    assert!(body["detail"].as_str().unwrap().starts_with("$.userId: "));
     assert_eq!(body["timestamp"], "2025-06-08T12:31:00Z");
     assert_eq!(
         r.headers(),
@@ -322,4 +322,96 @@ fn error_types_are_pascal_case_like_the_sidecar() {
     }
     assert_eq!(Outcome::BodyTooLarge.error_type(), "PayloadTooLarge");
     assert_eq!(Outcome::ReplayedDelivery.error_type(), "ReplayedDelivery");
+}
+
+/// The reservation system's preset, keyed with the 44-character secret reservation-be
+/// generates.
+fn preset() -> CompiledConfig {
+    CompiledConfig::from_json(br#"{"webhooks":[{"preset":"reservation_system"}]}"#, |k| {
+        (k == "WEBHOOK_SECRET").then(|| REAL_SECRET.to_owned())
+    })
+    .unwrap()
+}
+
+fn with_signature(body: &[u8], value: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/json".into()),
+        ("content-length", body.len().to_string()),
+        ("x-webhook-signature", value.to_owned()),
+    ]
+}
+
+/// During the flat fixture's reservation (2026-03-02T10:00:00Z).
+fn during_flat() -> std::time::SystemTime {
+    at(1_772_445_600)
+}
+
+#[test]
+fn the_real_senders_base64_and_the_readmes_hex_verify_the_same_mac() {
+    let c = preset();
+    for value in [
+        FLAT_START_SIGNATURE_B64,
+        FLAT_START_SIGNATURE_HEX,
+        &FLAT_START_SIGNATURE_HEX.replacen("sha256=", "SHA256=", 1),
+        &format!(" {FLAT_START_SIGNATURE_B64} "),
+    ] {
+        let p = pending(&c, &with_signature(FLAT_START, value));
+        let v = p.finish(&c, FLAT_START, during_flat());
+        assert!(v.is_ok(), "{value}: {v:?}");
+    }
+    assert_eq!(
+        webhook_core::scheme::sign_reservation_system(REAL_SECRET, FLAT_START),
+        FLAT_START_SIGNATURE_B64
+    );
+}
+
+#[test]
+fn anything_else_in_the_reservation_header_is_401() {
+    let c = preset();
+    let b64 = FLAT_START_SIGNATURE_B64;
+    let malformed = [
+        b64.trim_end_matches('='),                            // unpadded
+        &b64[..40],                                           // truncated
+        "sha256=",                                            // prefix only
+        &FLAT_START_SIGNATURE_HEX[..70],                      // short hex
+        &FLAT_START_SIGNATURE_HEX.replacen("sha256=", "", 1), // hex without the prefix
+        "sha1=0123",
+        "",
+    ];
+    for value in malformed {
+        let r = match flow::on_request_headers(
+            &c,
+            "POST",
+            "/webhook",
+            headers(&with_signature(FLAT_START, value)),
+        ) {
+            HeadersDecision::Reject(r) => r,
+            other => panic!("{value:?}: {other:?}"),
+        };
+        assert_eq!(
+            (r.status(), r.outcome()),
+            (401, Outcome::MalformedSignature),
+            "{value:?}"
+        );
+    }
+    // Well formed, another MAC: the body was altered, or the secret differs.
+    let mut tampered = FLAT_START.to_vec();
+    tampered[20] ^= 1;
+    let p = pending(&c, &with_signature(&tampered, b64));
+    let r = p.finish(&c, &tampered, during_flat()).unwrap_err();
+    assert_eq!((r.status(), r.outcome()), (401, Outcome::BadSignature));
+    let other = webhook_core::scheme::sign_reservation_system("another-secret", FLAT_START);
+    let p = pending(&c, &with_signature(FLAT_START, &other));
+    let r = p.finish(&c, FLAT_START, during_flat()).unwrap_err();
+    assert_eq!(r.outcome(), Outcome::BadSignature);
+}
+
+#[test]
+fn finish_message_hands_over_the_message_it_validated() {
+    let c = preset();
+    let p = pending(&c, &with_signature(FLAT_START, FLAT_START_SIGNATURE_B64));
+    let (verified, message) = p.finish_message(&c, FLAT_START, during_flat()).unwrap();
+    assert_eq!(verified.secret_id.as_deref(), Some("current"));
+    let message = message.unwrap();
+    assert_eq!(message, webhook_core::event::validate(FLAT_START).unwrap());
 }

@@ -14,7 +14,8 @@ mod raw;
 
 pub use raw::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_REPLAY_MAX_ENTRIES, DEFAULT_REPLAY_TTL_SECONDS, FilterConfig,
-    ReplayCacheConfig, Schema, SchemeConfig, SecretSource, Unmatched, WebhookConfig,
+    Preset, RESERVATION_PREVIOUS_SECRET_ENV, RESERVATION_SECRET_ENV, ReplayCacheConfig, Schema,
+    SchemeConfig, SecretSource, Unmatched, WebhookConfig,
 };
 
 use crate::error::{Error, Result};
@@ -113,6 +114,7 @@ impl CompiledConfig {
         let mut webhooks: Vec<Webhook> = Vec::with_capacity(raw.webhooks.len());
         for (i, w) in raw.webhooks.into_iter().enumerate() {
             let at = format!("webhooks[{i}]");
+            let w = Written::resolve(w, &at)?;
             check_identity(&w, &at, &webhooks)?;
             webhooks.push(Webhook::compile(w, &at, &env, &mut warnings)?);
         }
@@ -133,11 +135,51 @@ impl CompiledConfig {
     }
 }
 
+/// One webhook as written, its preset applied and every default filled in.
+struct Written {
+    name: String,
+    path: String,
+    methods: Vec<String>,
+    scheme: SchemeConfig,
+    secrets: Vec<SecretSource>,
+    min_secret_bytes: Option<usize>,
+    allow_unsigned: bool,
+    max_body_bytes: u64,
+    schema: Schema,
+    replay_window_seconds: Option<u64>,
+    max_clock_skew_seconds: Option<u64>,
+    replay_cache: Option<ReplayCacheConfig>,
+}
+
+impl Written {
+    /// `w` over its preset, with the documented defaults; `name` and `path` have none.
+    fn resolve(w: WebhookConfig, at: &str) -> Result<Self> {
+        let w = w.with_preset();
+        let required = |v: Option<String>, field: &str| {
+            v.ok_or_else(|| invalid(format!("{at}.{field} is required (or a `preset`)")))
+        };
+        Ok(Written {
+            name: required(w.name, "name")?,
+            path: required(w.path, "path")?,
+            methods: w.methods.unwrap_or_else(raw::default_methods),
+            scheme: w.scheme.unwrap_or_default(),
+            secrets: w.secrets.unwrap_or_default(),
+            min_secret_bytes: w.min_secret_bytes,
+            allow_unsigned: w.allow_unsigned.unwrap_or(false),
+            max_body_bytes: w.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            schema: w.schema.unwrap_or_default(),
+            replay_window_seconds: w.replay_window_seconds,
+            max_clock_skew_seconds: w.max_clock_skew_seconds,
+            replay_cache: w.replay_cache,
+        })
+    }
+}
+
 impl Webhook {
     /// Compiles one webhook (its name and path already checked by [`check_identity`]); `at`
     /// is its field path for errors, `warnings` collects what is worth a log line.
     fn compile(
-        w: WebhookConfig,
+        w: Written,
         at: &str,
         env: &impl Fn(&str) -> Option<String>,
         warnings: &mut Vec<String>,
@@ -211,7 +253,7 @@ fn invalid(what: impl Into<String>) -> Error {
 }
 
 /// Name and path: well formed, and neither taken by an earlier webhook.
-fn check_identity(w: &WebhookConfig, at: &str, earlier: &[Webhook]) -> Result<()> {
+fn check_identity(w: &Written, at: &str, earlier: &[Webhook]) -> Result<()> {
     if w.name.is_empty()
         || !w
             .name
@@ -263,7 +305,7 @@ fn check_replay_cache(rc: &ReplayCacheConfig, scheme: &Scheme, at: &str) -> Resu
 }
 
 /// The replay window and clock skew read the body `timestamp`: only reservation events have one.
-fn check_event_only_fields(w: &WebhookConfig, at: &str) -> Result<()> {
+fn check_event_only_fields(w: &Written, at: &str) -> Result<()> {
     if w.schema == Schema::ReservationEvent {
         return Ok(());
     }
@@ -284,7 +326,7 @@ fn check_event_only_fields(w: &WebhookConfig, at: &str) -> Result<()> {
 /// The shortest secret accepted: as configured, or the scheme's default; a warning when set
 /// below the recommended length.
 fn compile_min_secret_bytes(
-    w: &WebhookConfig,
+    w: &Written,
     scheme: &Scheme,
     at: &str,
     warnings: &mut Vec<String>,
@@ -308,7 +350,7 @@ fn compile_min_secret_bytes(
 
 /// Reads and keys every secret that is set; an unset optional one is skipped with a warning.
 fn compile_secrets(
-    w: &WebhookConfig,
+    w: &Written,
     scheme: &Scheme,
     min_secret_bytes: usize,
     at: &str,

@@ -33,36 +33,43 @@ pub enum Unmatched {
     Reject,
 }
 
-/// One guarded webhook, as written.
-#[derive(Debug, Clone, Deserialize)]
+/// One guarded webhook, as written. Every field is optional here: a `preset` gives a known
+/// sender's whole configuration and any field written beside it overrides that field; without
+/// a preset `name` and `path` are required and the rest has the defaults documented per field.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Name used in logs and the `x-webhook-name` header.
-    pub name: String,
+    /// A known sender's configuration ([`Preset`]).
+    #[serde(default)]
+    pub preset: Option<Preset>,
+    /// Name used in logs, counters and the `x-webhook-name` header.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Exact request path, e.g. `/webhook`.
-    pub path: String,
+    #[serde(default)]
+    pub path: Option<String>,
     /// Accepted methods; others get 405 with `allow`. Default `["POST"]`.
-    #[serde(default = "default_methods")]
-    pub methods: Vec<String>,
-    /// Signature scheme. Default `hmac_sha256_hex` with its defaults.
     #[serde(default)]
-    pub scheme: SchemeConfig,
-    /// Active secrets, tried in order; several at once during a rotation.
+    pub methods: Option<Vec<String>>,
+    /// Signature scheme. Default `reservation_system` with its defaults.
     #[serde(default)]
-    pub secrets: Vec<SecretSource>,
+    pub scheme: Option<SchemeConfig>,
+    /// Active secrets, tried in order; several at once during a rotation. Default none.
+    #[serde(default)]
+    pub secrets: Option<Vec<SecretSource>>,
     /// Shortest secret accepted, in bytes of HMAC key. Default 32 (24 for
     /// `standard_webhooks`); a shorter secret, optional or not, refuses the configuration.
     #[serde(default)]
     pub min_secret_bytes: Option<usize>,
-    /// Development switch: forward without checking any signature.
+    /// Development switch: forward without checking any signature. Default off.
     #[serde(default)]
-    pub allow_unsigned: bool,
-    /// Body cap in bytes (413 above it).
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: u64,
-    /// Body schema to validate.
+    pub allow_unsigned: Option<bool>,
+    /// Body cap in bytes (413 above it). Default 64 KiB.
     #[serde(default)]
-    pub schema: Schema,
+    pub max_body_bytes: Option<u64>,
+    /// Body schema to validate. Default `reservation_event`.
+    #[serde(default)]
+    pub schema: Option<Schema>,
     /// Maximum age of an `EVENT_START`'s body `timestamp`; 0 (the default) turns it off.
     /// Only with `schema: "reservation_event"`.
     #[serde(default)]
@@ -74,6 +81,88 @@ pub struct WebhookConfig {
     /// Remember delivery ids and answer a repeated one (needs a scheme with a delivery id).
     #[serde(default)]
     pub replay_cache: Option<ReplayCacheConfig>,
+}
+
+/// A known sender's whole webhook configuration, named in `preset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// The Politecnico di Torino reservation system (reservation-be and
+    /// reservation-event-processor) on `/webhook`: [`WebhookConfig::reservation_system`].
+    ReservationSystem,
+}
+
+impl Preset {
+    /// The configuration the preset stands for.
+    pub fn config(self) -> WebhookConfig {
+        match self {
+            Preset::ReservationSystem => WebhookConfig::reservation_system(),
+        }
+    }
+}
+
+/// The environment variable of the reservation system's current secret.
+pub const RESERVATION_SECRET_ENV: &str = "WEBHOOK_SECRET";
+/// The environment variable of its previous secret during a rotation (optional).
+pub const RESERVATION_PREVIOUS_SECRET_ENV: &str = "WEBHOOK_SECRET_PREVIOUS";
+
+impl WebhookConfig {
+    /// The reservation system's webhook, as the filter's shipped configuration, the Istio
+    /// `WasmPlugin`, the Envoy overlay and the sidecar's own check use it: `POST /webhook`,
+    /// scheme `reservation_system` (Base64 or `sha256=<hex>` in `X-Webhook-Signature`), the
+    /// secrets `WEBHOOK_SECRET` (id `current`) and `WEBHOOK_SECRET_PREVIOUS` (id `previous`,
+    /// optional), a 64 KiB cap, `schema: reservation_event`.
+    pub fn reservation_system() -> Self {
+        WebhookConfig {
+            preset: None,
+            name: Some("reservations".to_owned()),
+            path: Some("/webhook".to_owned()),
+            methods: Some(default_methods()),
+            scheme: Some(SchemeConfig::default()),
+            secrets: Some(vec![
+                SecretSource {
+                    env: RESERVATION_SECRET_ENV.to_owned(),
+                    optional: false,
+                    id: Some("current".to_owned()),
+                },
+                SecretSource {
+                    env: RESERVATION_PREVIOUS_SECRET_ENV.to_owned(),
+                    optional: true,
+                    id: Some("previous".to_owned()),
+                },
+            ]),
+            min_secret_bytes: None,
+            allow_unsigned: None,
+            max_body_bytes: Some(DEFAULT_MAX_BODY_BYTES),
+            schema: Some(Schema::ReservationEvent),
+            replay_window_seconds: None,
+            max_clock_skew_seconds: None,
+            replay_cache: None,
+        }
+    }
+
+    /// The fields written here over the preset's (itself unchanged without a preset).
+    pub fn with_preset(self) -> Self {
+        let Some(preset) = self.preset else {
+            return self;
+        };
+        let base = preset.config();
+        WebhookConfig {
+            preset: None,
+            name: self.name.or(base.name),
+            path: self.path.or(base.path),
+            methods: self.methods.or(base.methods),
+            scheme: self.scheme.or(base.scheme),
+            secrets: self.secrets.or(base.secrets),
+            min_secret_bytes: self.min_secret_bytes.or(base.min_secret_bytes),
+            allow_unsigned: self.allow_unsigned.or(base.allow_unsigned),
+            max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
+            schema: self.schema.or(base.schema),
+            replay_window_seconds: self.replay_window_seconds.or(base.replay_window_seconds),
+            max_clock_skew_seconds: self.max_clock_skew_seconds.or(base.max_clock_skew_seconds),
+            replay_cache: self.replay_cache.or(base.replay_cache),
+        }
+    }
 }
 
 /// Replay cache of delivery ids, in the proxy's shared data (per Envoy process).
@@ -104,18 +193,24 @@ fn default_tolerance() -> u64 {
     crate::scheme::DEFAULT_TOLERANCE_SECONDS
 }
 
-fn default_methods() -> Vec<String> {
+/// Methods of a webhook that does not list them.
+pub fn default_methods() -> Vec<String> {
     vec!["POST".to_owned()]
-}
-fn default_max_body() -> u64 {
-    DEFAULT_MAX_BODY_BYTES
 }
 
 /// Signature scheme, tagged by `type`, one variant per sender (see [`crate::scheme`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SchemeConfig {
-    /// The reservation system: `<header>: <prefix><hex HMAC-SHA256 of the raw body>`.
+    /// The reservation system: `<header>: <Base64 HMAC-SHA256 of the raw body>` (what
+    /// reservation-be and reservation-event-processor send) or `<header>: sha256=<hex>` (the
+    /// replaced service's README): the same MAC either way.
+    ReservationSystem {
+        /// Header carrying the signature. Default `x-webhook-signature`.
+        #[serde(default = "default_sig_header")]
+        header: String,
+    },
+    /// Any sender of `<header>: <prefix><hex HMAC-SHA256 of the raw body>`.
     HmacSha256Hex {
         /// Header carrying the signature. Default `x-webhook-signature`.
         #[serde(default = "default_sig_header")]
@@ -170,10 +265,8 @@ pub enum SchemeConfig {
 
 impl Default for SchemeConfig {
     fn default() -> Self {
-        SchemeConfig::HmacSha256Hex {
+        SchemeConfig::ReservationSystem {
             header: default_sig_header(),
-            prefix: default_sig_prefix(),
-            delivery_id_header: None,
         }
     }
 }
@@ -202,7 +295,7 @@ fn default_sig_prefix() -> String {
 }
 
 /// Where one secret comes from. Only the proxy environment: never inline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSource {
     /// Environment variable of the proxy VM (`vm_config.environment_variables`).

@@ -1,121 +1,105 @@
-//! The field rules of an event: every field bounded and free of control characters, a safe
-//! login name, a plausible email address, dates that read, and the `sshPublicKey` rule.
+//! The field rules of a message: identifiers one bounded line, free text bounded, dates that
+//! read where the action uses them, the SSH key bounded. docs/filter.md gives each its reason.
 
-use super::view::EventView;
-use super::{MAX_EVENTS, MAX_SHORT, MAX_TEXT, Reason, ValidationError, rfc3339, ssh_key};
+use super::wire::{Field, path, user_id_path};
+use super::{
+    Action, MAX_SHORT, MAX_SSH_KEY_LEN, MAX_TEXT, Reason, ReservationMessage, ValidationError,
+    rfc3339,
+};
 
-/// Login names that must never be created or given keys on a provisioned server.
-pub const RESERVED_USERNAMES: &[&str] = &[
-    "root",
-    "daemon",
-    "bin",
-    "sys",
-    "sync",
-    "games",
-    "man",
-    "lp",
-    "mail",
-    "news",
-    "uucp",
-    "proxy",
-    "www-data",
-    "backup",
-    "list",
-    "irc",
-    "gnats",
-    "nobody",
-    "nogroup",
-    "sshd",
-    "messagebus",
-    "systemd-network",
-    "systemd-resolve",
-    "systemd-timesync",
-    "systemd-journal",
-    "syslog",
-    "adm",
-    "admin",
-    "wheel",
-    "sudo",
-    "operator",
-    "halt",
-    "shutdown",
-    "ftp",
-    "postfix",
-    "polkitd",
-    "dbus",
-    "tss",
-    "chrony",
-    "ntp",
-    "core",
-    "ubuntu",
-    "centos",
-    "fedora",
-    "cloud-user",
-    "ec2-user",
-    "debian",
-    "metal3",
-    "ironic",
-];
-
-/// Every field rule on a parsed event, in document order; the first refusal wins.
-pub(super) fn check(e: &EventView<'_>) -> Result<(), ValidationError> {
+/// Every field rule on a read message, in document order; the first refusal wins.
+pub(super) fn check(m: &ReservationMessage<'_>) -> Result<(), ValidationError> {
     let top = |path: &'static str| move |reason| ValidationError::at(path, reason);
-    rfc3339(&e.timestamp).map_err(top("$.timestamp"))?;
-    if e.events.is_empty() {
-        return Err(ValidationError::at("$.events", Reason::NoEvents));
+    rfc3339(&m.timestamp).map_err(top("$.timestamp"))?;
+    if let Some(id) = &m.webhook_id {
+        ident(id, true).map_err(top("$.webhookId"))?;
     }
-    if e.events.len() > MAX_EVENTS {
-        return Err(ValidationError::at("$.events", Reason::TooLong));
+    let user = &m.user;
+    if let Some(id) = &user.user_id {
+        ident(id, true).map_err(top(user_id_path(m.shape)))?;
     }
-    if usize::try_from(e.event_count).ok() != Some(e.events.len()) {
-        return Err(ValidationError::at("$.eventCount", Reason::CountMismatch));
+    if let Some(name) = &user.username {
+        ident(name, false).map_err(top("$.username"))?;
     }
-    line(&e.user_id, MAX_SHORT).map_err(top("$.userId"))?;
-    check_username(&e.username)?;
-    check_email(&e.email)?;
-    ssh_key::check_ssh_key(&e.ssh_public_key)?;
-    for (i, r) in e.events.iter().enumerate() {
+    if let Some(email) = &user.email {
+        ident(email, false).map_err(top("$.email"))?;
+    }
+    if let Some(key) = &user.ssh_public_key
+        && key.len() > MAX_SSH_KEY_LEN
+    {
+        return Err(ValidationError::at("$.sshPublicKey", Reason::TooLong));
+    }
+    let action = m.event_type.action();
+    for (i, r) in m.reservations.iter().enumerate() {
         // The path is only formatted when a field is refused.
-        let at = |field: &'static str| {
-            move |reason| ValidationError::at(format!("$.events[{i}].{field}"), reason)
-        };
-        line(&r.event_id, MAX_SHORT).map_err(at("eventId"))?;
-        optional_line(&r.event_title, MAX_SHORT).map_err(at("eventTitle"))?;
-        text(&r.event_description, MAX_TEXT).map_err(at("eventDescription"))?;
-        let start = rfc3339(&r.event_start).map_err(at("eventStart"))?;
-        let end = rfc3339(&r.event_end).map_err(at("eventEnd"))?;
-        if end <= start {
-            return Err(at("eventEnd")(Reason::EndNotAfterStart));
-        }
+        let at = |field| move |reason| ValidationError::at(path(m.shape, i, field), reason);
+        ident(&r.event_id, true).map_err(at(Field::EventId))?;
+        optional(&r.title, text).map_err(at(Field::Title))?;
+        optional(&r.description, text).map_err(at(Field::Description))?;
         if r.resource_id < 0 {
-            return Err(at("resourceId")(Reason::Negative));
+            return Err(at(Field::ResourceId)(Reason::Negative));
         }
-        line(&r.resource_name, MAX_SHORT).map_err(at("resourceName"))?;
-        line(&r.resource_type, MAX_SHORT).map_err(at("resourceType"))?;
-        optional_line(&r.resource_specs, MAX_TEXT).map_err(at("resourceSpecs"))?;
-        optional_line(&r.resource_location, MAX_SHORT).map_err(at("resourceLocation"))?;
-        optional_line(&r.site_id, MAX_SHORT).map_err(at("siteId"))?;
-        optional_line(&r.site_name, MAX_SHORT).map_err(at("siteName"))?;
+        required_text(&r.resource_name).map_err(at(Field::ResourceName))?;
+        ident(&r.resource_type, true).map_err(at(Field::ResourceType))?;
+        optional(&r.resource_specs, text).map_err(at(Field::Specs))?;
+        optional(&r.resource_location, text).map_err(at(Field::Location))?;
+        optional(&r.site_id, |v| ident(v, false)).map_err(at(Field::SiteId))?;
+        optional(&r.site_name, text).map_err(at(Field::SiteName))?;
+        // Times matter where the action uses them: a START's both (the replay rule and the
+        // hold), an UPDATED's new end. An END or DELETED releases whatever its times say.
+        match action {
+            Action::Start => {
+                let start = date(&r.start).map_err(at(Field::Start))?;
+                let end = date(&r.end).map_err(at(Field::End))?;
+                if end <= start {
+                    return Err(at(Field::End)(Reason::EndNotAfterStart));
+                }
+            }
+            Action::Update => {
+                date(&r.end).map_err(at(Field::End))?;
+                if r.updated_at.is_some() {
+                    date(&r.updated_at).map_err(at(Field::UpdatedAt))?;
+                }
+            }
+            Action::Release | Action::Nothing => {}
+        }
     }
     Ok(())
 }
 
-/// A required single-line string: non-empty, bounded, no control characters.
-fn line(value: &str, max: usize) -> Result<(), Reason> {
+fn optional(
+    value: &Option<std::borrow::Cow<'_, str>>,
+    rule: impl Fn(&str) -> Result<(), Reason>,
+) -> Result<(), Reason> {
+    value.as_deref().map_or(Ok(()), rule)
+}
+
+/// A date the action needs (its presence is checked when the body is read).
+fn date(value: &Option<std::borrow::Cow<'_, str>>) -> Result<time::OffsetDateTime, Reason> {
+    rfc3339(value.as_deref().ok_or(Reason::Missing)?)
+}
+
+/// An identifier: one line of at most [`MAX_SHORT`] characters, no control character; not
+/// blank when `required`.
+fn ident(value: &str, required: bool) -> Result<(), Reason> {
+    if required && value.trim().is_empty() {
+        return Err(Reason::Empty);
+    }
+    bounded(value, MAX_SHORT, false)
+}
+
+/// Free text that must not be blank (`resourceName`).
+fn required_text(value: &str) -> Result<(), Reason> {
     if value.trim().is_empty() {
         return Err(Reason::Empty);
     }
-    optional_line(value, max)
+    text(value)
 }
 
-/// An optional single-line string: bounded, no control characters.
-fn optional_line(value: &str, max: usize) -> Result<(), Reason> {
-    bounded(value, max, false)
-}
-
-/// Free text: bounded; line breaks and tabs allowed, other control characters not.
-fn text(value: &str, max: usize) -> Result<(), Reason> {
-    bounded(value, max, true)
+/// Free text: at most [`MAX_TEXT`] characters; line breaks and tabs allowed, other control
+/// characters not.
+fn text(value: &str) -> Result<(), Reason> {
+    bounded(value, MAX_TEXT, true)
 }
 
 /// At most `max` characters and no control characters (but see `allow_line_breaks`).
@@ -141,51 +125,4 @@ pub(super) fn has_control(s: &str, allow_line_breaks: bool) -> bool {
         0xc2 => b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
         _ => false,
     })
-}
-
-/// `^[a-z_][a-z0-9_.-]{0,31}$`, not reserved.
-pub fn check_username(name: &str) -> Result<(), ValidationError> {
-    const P: &str = "$.username";
-    let mut chars = name.chars();
-    let first_ok = matches!(chars.next(), Some('a'..='z' | '_'));
-    let rest_ok = chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'));
-    if !first_ok || !rest_ok || name.len() > 32 {
-        return Err(ValidationError::at(P, Reason::BadUsername));
-    }
-    if RESERVED_USERNAMES.contains(&name) || name.starts_with("systemd-") {
-        return Err(ValidationError::at(P, Reason::ReservedUsername));
-    }
-    Ok(())
-}
-
-/// A plausible, ASCII-only address: `local@domain`, local part of `[A-Za-z0-9._%+-]` without
-/// leading/trailing/double dots, domain of at least two labels of `[A-Za-z0-9-]`.
-pub fn check_email(email: &str) -> Result<(), ValidationError> {
-    let bad = || ValidationError::at("$.email", Reason::BadEmail);
-    if email.len() > 254 {
-        return Err(bad());
-    }
-    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c));
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if local_ok && domain_ok {
-        Ok(())
-    } else {
-        Err(bad())
-    }
 }

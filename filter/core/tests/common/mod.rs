@@ -15,6 +15,30 @@ pub const START: &[u8] = include_bytes!("../fixtures/event-start.json");
 pub const END: &[u8] = include_bytes!("../fixtures/event-end.json");
 /// EVENT_START with a real 4096-bit RSA key.
 pub const START_RSA: &[u8] = include_bytes!("../fixtures/event-start-rsa.json");
+/// EVENT_START as reservation-event-processor 0.1.18 sends it: one flat event, `webhookId` a
+/// number, multi-line description and specs.
+pub const FLAT_START: &[u8] = include_bytes!("../fixtures/flat-start.json");
+/// EVENT_START as processor 0.1.15 sends it: a batch of two (a server and a switch port),
+/// `webhookId` a string, `activeResources`, `customParameters`.
+pub const BATCH_0115: &[u8] = include_bytes!("../fixtures/batch-start-0115.json");
+/// reservation-be's EVENT_DELETED of an active reservation (the flat fixture's).
+pub const DELETED: &[u8] = include_bytes!("../fixtures/envelope-deleted.json");
+/// reservation-be's EVENT_UPDATED of the same reservation, extended to 15:00.
+pub const UPDATED: &[u8] = include_bytes!("../fixtures/envelope-updated.json");
+/// reservation-be's test webhook (the admin's "Test" button, `eventType` `ALL`).
+pub const TEST_WEBHOOK: &[u8] = include_bytes!("../fixtures/envelope-test.json");
+/// reservation-be's RESOURCE_CREATED.
+pub const RESOURCE_CREATED: &[u8] = include_bytes!("../fixtures/envelope-resource-created.json");
+/// The 44-character Base64 secret the vectors of [`FLAT_START`] are computed with (the form
+/// reservation-be generates), used as its ASCII bytes.
+pub const REAL_SECRET: &str = "Zm9yLXRlc3RzLW9ubHktbm90LWEtcmVhbC1zZWNyZXQ=";
+/// `X-Webhook-Signature` of [`FLAT_START`] (its bytes as committed, final newline included)
+/// under [`REAL_SECRET`], as the real senders write it: `openssl dgst -sha256 -hmac
+/// "$REAL_SECRET" -binary flat-start.json | base64`.
+pub const FLAT_START_SIGNATURE_B64: &str = "TfoWNmIXfEb8JM7xs0xO7COscj5JZTDcxw5Izru0LaU=";
+/// The same MAC in the replaced README's form: `openssl dgst -sha256 -hmac "$REAL_SECRET"`.
+pub const FLAT_START_SIGNATURE_HEX: &str =
+    "sha256=4dfa163662177c46fc24cef1b34c4eec23ac723e496530dcc70e48cebbb42da5";
 
 /// The fixtures' `timestamp` (2025-06-08T14:30:00+02:00) as unix seconds.
 pub const FIXTURE_TS: i64 = 1_749_385_800;
