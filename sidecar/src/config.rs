@@ -66,12 +66,20 @@ pub struct Args {
     pub provision_image: String,
 
     /// `spec.image.checksum` (a hash or the URL of a checksum file). Empty: omitted.
-    #[arg(long, env = "PROVISION_IMAGE_CHECKSUM", default_value = "")]
-    pub provision_image_checksum: String,
+    #[arg(long, env = "PROVISION_CHECKSUM")]
+    pub provision_checksum: Option<String>,
+
+    /// Former name of PROVISION_CHECKSUM, still read.
+    #[arg(long, env = "PROVISION_IMAGE_CHECKSUM", hide = true)]
+    pub provision_image_checksum: Option<String>,
 
     /// `spec.image.checksumType` (md5, sha256, sha512, auto). Empty: omitted.
-    #[arg(long, env = "PROVISION_IMAGE_CHECKSUM_TYPE", default_value = "")]
-    pub provision_image_checksum_type: String,
+    #[arg(long, env = "PROVISION_CHECKSUM_TYPE")]
+    pub provision_checksum_type: Option<String>,
+
+    /// Former name of PROVISION_CHECKSUM_TYPE, still read.
+    #[arg(long, env = "PROVISION_IMAGE_CHECKSUM_TYPE", hide = true)]
+    pub provision_image_checksum_type: Option<String>,
 
     /// `spec.image.format` (raw, qcow2, vdi, vmdk, live-iso). Empty: omitted.
     #[arg(long, env = "PROVISION_IMAGE_FORMAT", default_value = "")]
@@ -120,11 +128,39 @@ pub struct Args {
     #[arg(long, env = "LOG_LEVEL", default_value = "INFO")]
     pub log_level: String,
 
-    /// Where provisioned/released/failed notifications are POSTed. Empty: none are sent.
-    #[arg(long, env = "NOTIFY_URL", default_value = "")]
-    pub notify_url: String,
+    /// Where provisioned/released/failed notifications are POSTed (reservation-be's
+    /// `/api/notifications/webhook`). Empty: none are sent.
+    #[arg(long, env = "NOTIFICATION_ENDPOINT")]
+    pub notification_endpoint: Option<String>,
 
-    /// HMAC key of notifications. Empty: WEBHOOK_SECRET.
+    /// Former name of NOTIFICATION_ENDPOINT, still read.
+    #[arg(long, env = "NOTIFY_URL", hide = true)]
+    pub notify_url: Option<String>,
+
+    /// Seconds one notification attempt may take.
+    #[arg(long, env = "NOTIFICATION_TIMEOUT", default_value_t = 10)]
+    pub notification_timeout: u64,
+
+    /// The notification body: `reservation-be` (what its `/api/notifications/webhook` accepts)
+    /// or `generic` (the sidecar's own body, `sha256=<hex>` signature, for other receivers).
+    #[arg(long, env = "NOTIFICATION_FORMAT", default_value = "reservation-be")]
+    pub notification_format: String,
+
+    /// Where webhook logs are POSTed (reservation-be's `/api/webhooks/log`). Empty: none.
+    #[arg(long, env = "WEBHOOK_LOG_ENDPOINT", default_value = "")]
+    pub webhook_log_endpoint: String,
+
+    /// Seconds one webhook-log attempt may take.
+    #[arg(long, env = "WEBHOOK_LOG_TIMEOUT", default_value_t = 10)]
+    pub webhook_log_timeout: u64,
+
+    /// reservation-be's id of the webhook, for notifications and logs of deliveries that carry
+    /// none (processor 0.1.17). Empty: only the delivery's own id is used.
+    #[arg(long, env = "WEBHOOK_ID", default_value = "")]
+    pub webhook_id: String,
+
+    /// HMAC key of notifications and logs. Empty: WEBHOOK_SECRET (reservation-be checks them
+    /// with the webhook's secret).
     #[arg(
         long,
         env = "NOTIFY_SECRET",
@@ -134,8 +170,36 @@ pub struct Args {
     pub notify_secret: String,
 
     /// Seconds a host may take to reach `provisioned` before the reservation is failed.
-    #[arg(long, env = "PROVISION_TIMEOUT_SECONDS", default_value_t = 1800)]
-    pub provision_timeout_seconds: u64,
+    #[arg(long, env = "PROVISIONING_TIMEOUT")]
+    pub provisioning_timeout: Option<u64>,
+
+    /// Former name of PROVISIONING_TIMEOUT, still read.
+    #[arg(long, env = "PROVISION_TIMEOUT_SECONDS", hide = true)]
+    pub provision_timeout_seconds: Option<u64>,
+
+    /// Seconds after a reservation's end when a host that got no EVENT_END or EVENT_DELETED
+    /// is released by the sidecar itself. 0: never.
+    #[arg(long, env = "RELEASE_GRACE_SECONDS", default_value_t = 600)]
+    pub release_grace_seconds: u64,
+
+    /// The account the reservation's user logs in to, with their SSH key (the site's users
+    /// are told to use `prognose`).
+    #[arg(long, env = "LOGIN_USER", default_value = "prognose")]
+    pub login_user: String,
+
+    /// An operator account on every provisioned server (e.g. `restart.admin`). Empty: none.
+    #[arg(long, env = "OPERATOR_USER", default_value = "")]
+    pub operator_user: String,
+
+    /// The operator account's SSH public keys, one per line (from a Secret). Required with
+    /// OPERATOR_USER; never a password.
+    #[arg(
+        long,
+        env = "OPERATOR_SSH_AUTHORIZED_KEYS",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub operator_ssh_authorized_keys: String,
 
     /// Seconds a host may take to become `available` again after EVENT_END.
     #[arg(long, env = "RELEASE_TIMEOUT_SECONDS", default_value_t = 1800)]
@@ -212,8 +276,24 @@ pub struct Config {
     /// The admin listener (probes and metrics), when configured.
     pub admin_addr: Option<SocketAddr>,
     pub log_level: String,
+    /// Where notifications go (`NOTIFICATION_ENDPOINT`), when anywhere.
     pub notify_url: Option<String>,
     pub notify_secret: String,
+    /// One notification attempt's deadline.
+    pub notification_timeout: Duration,
+    pub notification_format: NotificationFormat,
+    /// Where webhook logs go (`WEBHOOK_LOG_ENDPOINT`), when anywhere.
+    pub webhook_log_url: Option<String>,
+    /// One webhook-log attempt's deadline.
+    pub webhook_log_timeout: Duration,
+    /// The fallback webhook id (`WEBHOOK_ID`).
+    pub webhook_id: Option<String>,
+    /// The login account carrying the user's key.
+    pub login_user: String,
+    /// The operator account and its keys, when configured.
+    pub operator: Option<OperatorAccount>,
+    /// Release a host this long after its reservation's end without END (`None`: never).
+    pub release_grace: Option<Duration>,
     pub provision_timeout: Duration,
     pub release_timeout: Duration,
     pub resource_id_label: String,
@@ -228,6 +308,54 @@ pub struct Config {
     pub success_status: u16,
     /// A release sets `automatedCleaningMode: metadata`.
     pub release_cleaning: bool,
+}
+
+/// The body notifications are sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationFormat {
+    /// reservation-be's `WebhookNotificationRequestDTO`, Base64 signature: the user sees it.
+    ReservationBe,
+    /// The sidecar's own body and `sha256=<hex>` signature (plus Standard Webhooks headers).
+    Generic,
+}
+
+/// The operator account put on every provisioned server besides the user's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorAccount {
+    pub name: String,
+    /// OpenSSH public keys.
+    pub keys: Vec<String>,
+}
+
+/// Default of PROVISIONING_TIMEOUT, in seconds: the real deployment's 45 minutes.
+pub const DEFAULT_PROVISIONING_TIMEOUT_SECONDS: u64 = 2700;
+
+/// A value given under its documented name or its former one: both at once must agree.
+fn renamed<T: PartialEq + std::fmt::Debug>(
+    documented: (&str, Option<T>),
+    former: (&str, Option<T>),
+) -> Result<Option<T>> {
+    match (documented.1, former.1) {
+        (Some(a), Some(b)) if a != b => Err(invalid(format!(
+            "{} and its former name {} are both set, to different values; keep {}",
+            documented.0, former.0, documented.0
+        ))),
+        (Some(a), _) => Ok(Some(a)),
+        (None, b) => Ok(b),
+    }
+}
+
+/// A login name cloud-init can create: `^[a-z_][a-z0-9_.-]{0,31}$`, and not root.
+fn check_login_name(var: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let first_ok = matches!(chars.next(), Some('a'..='z' | '_'));
+    let rest_ok = chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'));
+    if !first_ok || !rest_ok || name.len() > 32 || name == "root" {
+        return Err(invalid(format!(
+            "{var} {name:?} is not a login name cloud-init can create (^[a-z_][a-z0-9_.-]{{0,31}}$, not root)"
+        )));
+    }
+    Ok(())
 }
 
 /// What EVENT_START writes into `spec.image`.
@@ -260,12 +388,13 @@ impl ImageConfig {
     /// `apis/metal3.io/v1alpha1/baremetalhost_types.go`), so a host is never left with a spec
     /// write the API server refuses.
     fn checked(
-        var: &str,
+        vars: [&str; 4],
         url: &str,
         checksum: &str,
         checksum_type: &str,
         format: &str,
     ) -> Result<Self> {
+        let [var, checksum_var, type_var, format_var] = vars;
         let url = url.trim();
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         let rest_ok = url
@@ -285,14 +414,14 @@ impl ImageConfig {
             && !matches!(t.as_str(), "md5" | "sha256" | "sha512" | "auto")
         {
             return Err(invalid(format!(
-                "{var}_CHECKSUM_TYPE {t:?} is not one of md5, sha256, sha512, auto"
+                "{type_var} {t:?} is not one of md5, sha256, sha512, auto"
             )));
         }
         if let Some(f) = non_empty(format)
             && !matches!(f.as_str(), "raw" | "qcow2" | "vdi" | "vmdk" | "live-iso")
         {
             return Err(invalid(format!(
-                "{var}_FORMAT {f:?} is not one of raw, qcow2, vdi, vmdk, live-iso"
+                "{format_var} {f:?} is not one of raw, qcow2, vdi, vmdk, live-iso"
             )));
         }
         let image = ImageConfig {
@@ -303,12 +432,12 @@ impl ImageConfig {
         };
         if image.is_oci() && image.checksum.is_some() {
             return Err(invalid(format!(
-                "{var}_CHECKSUM must be empty for an oci:// image (it carries its own checksum): Metal3 refuses it"
+                "{checksum_var} must be empty for an oci:// image (it carries its own checksum): Metal3 refuses it"
             )));
         }
         if !image.is_oci() && !image.is_live_iso() && image.checksum.is_none() {
             return Err(invalid(format!(
-                "{var}_CHECKSUM is required (a hash or the URL of a checksum file) unless the format is live-iso or the URL is oci://: Metal3 refuses an image without it"
+                "{checksum_var} is required (a hash or the URL of a checksum file) unless the format is live-iso or the URL is oci://: Metal3 refuses an image without it"
             )));
         }
         Ok(image)
@@ -332,11 +461,27 @@ impl TryFrom<Args> for Config {
                 "ANNOTATION_PREFIX must be a DNS subdomain without '/'".into(),
             ));
         }
+        let checksum = renamed(
+            ("PROVISION_CHECKSUM", a.provision_checksum),
+            ("PROVISION_IMAGE_CHECKSUM", a.provision_image_checksum),
+        )?;
+        let checksum_type = renamed(
+            ("PROVISION_CHECKSUM_TYPE", a.provision_checksum_type),
+            (
+                "PROVISION_IMAGE_CHECKSUM_TYPE",
+                a.provision_image_checksum_type,
+            ),
+        )?;
         let image = ImageConfig::checked(
-            "PROVISION_IMAGE",
+            [
+                "PROVISION_IMAGE",
+                "PROVISION_CHECKSUM",
+                "PROVISION_CHECKSUM_TYPE",
+                "PROVISION_IMAGE_FORMAT",
+            ],
             &a.provision_image,
-            &a.provision_image_checksum,
-            &a.provision_image_checksum_type,
+            checksum.as_deref().unwrap_or_default(),
+            checksum_type.as_deref().unwrap_or_default(),
             &a.provision_image_format,
         )?;
         if image.is_live_iso() {
@@ -347,7 +492,12 @@ impl TryFrom<Args> for Config {
         let deprovision_image = non_empty(&a.deprovision_image)
             .map(|url| {
                 ImageConfig::checked(
-                    "DEPROVISION_IMAGE",
+                    [
+                        "DEPROVISION_IMAGE",
+                        "DEPROVISION_IMAGE_CHECKSUM",
+                        "DEPROVISION_IMAGE_CHECKSUM_TYPE",
+                        "DEPROVISION_IMAGE_FORMAT",
+                    ],
                     &url,
                     &a.deprovision_image_checksum,
                     &a.deprovision_image_checksum_type,
@@ -355,12 +505,69 @@ impl TryFrom<Args> for Config {
                 )
             })
             .transpose()?;
-        let notify_url = non_empty(&a.notify_url);
-        if let Some(u) = &notify_url
-            && !(u.starts_with("http://") || u.starts_with("https://"))
-        {
-            return Err(invalid(format!("NOTIFY_URL {u:?} is not an http(s) URL")));
+        let notify_url = renamed(
+            ("NOTIFICATION_ENDPOINT", a.notification_endpoint),
+            ("NOTIFY_URL", a.notify_url),
+        )?
+        .as_deref()
+        .and_then(non_empty);
+        let webhook_log_url = non_empty(&a.webhook_log_endpoint);
+        for (var, url) in [
+            ("NOTIFICATION_ENDPOINT", &notify_url),
+            ("WEBHOOK_LOG_ENDPOINT", &webhook_log_url),
+        ] {
+            if let Some(u) = url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return Err(invalid(format!("{var} {u:?} is not an http(s) URL")));
+            }
         }
+        let provision_timeout = renamed(
+            ("PROVISIONING_TIMEOUT", a.provisioning_timeout),
+            ("PROVISION_TIMEOUT_SECONDS", a.provision_timeout_seconds),
+        )?
+        .unwrap_or(DEFAULT_PROVISIONING_TIMEOUT_SECONDS);
+        let notification_format = match a.notification_format.trim() {
+            "reservation-be" => NotificationFormat::ReservationBe,
+            "generic" => NotificationFormat::Generic,
+            other => {
+                return Err(invalid(format!(
+                    "NOTIFICATION_FORMAT {other:?} is not reservation-be or generic"
+                )));
+            }
+        };
+        let login_user = a.login_user.trim().to_owned();
+        check_login_name("LOGIN_USER", &login_user)?;
+        let operator = match (
+            non_empty(&a.operator_user),
+            non_empty(&a.operator_ssh_authorized_keys),
+        ) {
+            (None, None) => None,
+            (Some(name), Some(keys)) => {
+                check_login_name("OPERATOR_USER", &name)?;
+                if name == login_user {
+                    return Err(invalid(
+                        "OPERATOR_USER must differ from LOGIN_USER".to_owned(),
+                    ));
+                }
+                let keys: Vec<String> = keys.lines().filter_map(non_empty).collect();
+                for (i, key) in keys.iter().enumerate() {
+                    if let Err(problem) = webhook_core::event::check_ssh_key(Some(key)) {
+                        return Err(invalid(format!(
+                            "OPERATOR_SSH_AUTHORIZED_KEYS line {}: {problem}",
+                            i + 1
+                        )));
+                    }
+                }
+                Some(OperatorAccount { name, keys })
+            }
+            _ => {
+                return Err(invalid(
+                    "OPERATOR_USER and OPERATOR_SSH_AUTHORIZED_KEYS go together: set both or neither"
+                        .to_owned(),
+                ));
+            }
+        };
         let webhook_secrets: Vec<String> = [&a.webhook_secret, &a.webhook_secret_previous]
             .into_iter()
             .filter(|s| !s.is_empty())
@@ -411,7 +618,16 @@ impl TryFrom<Args> for Config {
             log_level: a.log_level,
             notify_url,
             notify_secret: non_empty(&a.notify_secret).unwrap_or_else(|| a.webhook_secret.clone()),
-            provision_timeout: Duration::from_secs(a.provision_timeout_seconds),
+            notification_timeout: Duration::from_secs(a.notification_timeout.max(1)),
+            notification_format,
+            webhook_log_url,
+            webhook_log_timeout: Duration::from_secs(a.webhook_log_timeout.max(1)),
+            webhook_id: non_empty(&a.webhook_id),
+            login_user,
+            operator,
+            release_grace: (a.release_grace_seconds > 0)
+                .then(|| Duration::from_secs(a.release_grace_seconds)),
+            provision_timeout: Duration::from_secs(provision_timeout),
             release_timeout: Duration::from_secs(a.release_timeout_seconds),
             resource_id_label: a.bmh_resource_id_label,
             resource_types,
@@ -460,7 +676,7 @@ pub(crate) mod fixtures {
         "bmh-sidecar",
         "--provision-image",
         "http://img/ubuntu.qcow2",
-        "--provision-image-checksum",
+        "--provision-checksum",
         "http://img/ubuntu.qcow2.sha256",
         "--webhook-secret",
         "a-webhook-secret-of-at-least-32-bytes",
@@ -488,7 +704,11 @@ mod tests {
         assert_eq!(c.bmh_plural, "baremetalhosts");
         assert_eq!(c.deprovision_image, None);
         assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.provision_timeout, Duration::from_secs(1800));
+        assert_eq!(c.provision_timeout, Duration::from_secs(2700));
+        assert_eq!(c.login_user, "prognose");
+        assert_eq!(c.notification_format, NotificationFormat::ReservationBe);
+        assert_eq!(c.release_grace, Some(Duration::from_secs(600)));
+        assert_eq!(c.operator, None);
         assert_eq!(c.resource_types, vec!["Server".to_string()]);
         assert_eq!(c.resource_id_label, "reservations.polito.it/resource-id");
         assert_eq!(c.success_status, 200);
@@ -520,13 +740,13 @@ mod tests {
         };
         let no_checksum = base(&["--provision-image", "http://img/u.qcow2"]).unwrap_err();
         assert!(
-            no_checksum.contains("PROVISION_IMAGE_CHECKSUM is required"),
+            no_checksum.contains("PROVISION_CHECKSUM is required"),
             "{no_checksum}"
         );
         let scheme = base(&[
             "--provision-image",
             "file:///img.qcow2",
-            "--provision-image-checksum",
+            "--provision-checksum",
             "abc",
         ])
         .unwrap_err();
@@ -534,7 +754,7 @@ mod tests {
         let oci_sum = base(&[
             "--provision-image",
             "oci://quay.io/os/img:1",
-            "--provision-image-checksum",
+            "--provision-checksum",
             "abc",
         ])
         .unwrap_err();
@@ -555,9 +775,9 @@ mod tests {
             base(&[
                 "--provision-image",
                 "https://img/u.raw",
-                "--provision-image-checksum",
+                "--provision-checksum",
                 "0123abcd",
-                "--provision-image-checksum-type",
+                "--provision-checksum-type",
                 "auto"
             ])
             .is_ok()
@@ -567,7 +787,7 @@ mod tests {
             base(&[
                 "--provision-image",
                 "https://img/u.raw",
-                "--provision-image-checksum",
+                "--provision-checksum",
                 "0123",
                 "--deprovision-image",
                 "http://img/wipe.iso",
@@ -579,7 +799,7 @@ mod tests {
         let bad_wipe = base(&[
             "--provision-image",
             "https://img/u.raw",
-            "--provision-image-checksum",
+            "--provision-checksum",
             "0123",
             "--deprovision-image",
             "wipe",
@@ -626,8 +846,13 @@ mod tests {
     #[test]
     fn rejects_bad_values() {
         assert!(config(&["--provision-image-format", "iso"]).is_err());
-        assert!(config(&["--provision-image-checksum-type", "crc"]).is_err());
-        assert!(config(&["--notify-url", "ftp://x"]).is_err());
+        assert!(config(&["--provision-checksum-type", "crc"]).is_err());
+        assert!(config(&["--notification-endpoint", "ftp://x"]).is_err());
+        assert!(config(&["--webhook-log-endpoint", "ftp://x"]).is_err());
+        assert!(config(&["--notification-format", "xml"]).is_err());
+        assert!(config(&["--login-user", "Prognose"]).is_err());
+        assert!(config(&["--login-user", "root"]).is_err());
+        assert!(config(&["--operator-user", "restart.admin"]).is_err());
         assert!(config(&["--annotation-prefix", "a/b"]).is_err());
         assert!(config(&["--success-status-code", "201"]).is_err());
         assert!(config(&["--release-cleaning", "disabled"]).is_err());
@@ -637,6 +862,83 @@ mod tests {
                 "http://wipe",
                 "--deprovision-image-format",
                 "tar"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_real_deployments_names_and_the_former_ones() {
+        let c = config(&[
+            "--provision-checksum-type",
+            "sha512",
+            "--provisioning-timeout",
+            "120",
+            "--notification-endpoint",
+            "http://be/api/notifications/webhook",
+            "--release-grace-seconds",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(c.image.checksum_type.as_deref(), Some("sha512"));
+        assert_eq!(c.provision_timeout, Duration::from_secs(120));
+        assert_eq!(
+            c.notify_url.as_deref(),
+            Some("http://be/api/notifications/webhook")
+        );
+        assert_eq!(c.release_grace, None);
+        let c = config(&[
+            "--provision-timeout-seconds",
+            "60",
+            "--notify-url",
+            "http://n/x",
+        ])
+        .unwrap();
+        assert_eq!(c.provision_timeout, Duration::from_secs(60));
+        assert_eq!(c.notify_url.as_deref(), Some("http://n/x"));
+        let e = config(&[
+            "--provisioning-timeout",
+            "60",
+            "--provision-timeout-seconds",
+            "90",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("PROVISIONING_TIMEOUT and its former name PROVISION_TIMEOUT_SECONDS"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_operator_account_takes_its_keys_and_nothing_else() {
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx9RIMklGKNChy25ZekbXY0Z7xeB8MBBmOwiz1ztNtk ops";
+        let keys = format!("{key}\n\n{key} second\n");
+        let c = config(&[
+            "--operator-user",
+            "restart.admin",
+            "--operator-ssh-authorized-keys",
+            &keys,
+        ])
+        .unwrap();
+        let op = c.operator.unwrap();
+        assert_eq!((op.name.as_str(), op.keys.len()), ("restart.admin", 2));
+        let e = config(&[
+            "--operator-user",
+            "ops",
+            "--operator-ssh-authorized-keys",
+            "ssh-rsa AAAA",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("OPERATOR_SSH_AUTHORIZED_KEYS line 1"), "{e}");
+        assert!(
+            config(&[
+                "--operator-user",
+                "prognose",
+                "--operator-ssh-authorized-keys",
+                key
             ])
             .is_err()
         );

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `bmh_sidecar_http_request_duration_seconds` | `path`, `code` | one HTTP request, from routing to the answer |
 //! | `bmh_sidecar_reconcile_duration_seconds` | `step`, `result` | one reconcile of one host (the step it chose and carried out) |
-//! | `bmh_sidecar_notification_duration_seconds` | `outcome`, `delivery` | one delivery round to `NOTIFY_URL` (its bounded retries included) |
+//! | `bmh_sidecar_notification_duration_seconds` | `outcome`, `delivery` | one delivery round to `NOTIFICATION_ENDPOINT` (its bounded retries included) |
 //! | `bmh_sidecar_notification_delay_seconds` | `outcome` | from the phase's start (`phase-since`) to the receiver's 2xx |
 //!
 //! Label values come from closed sets ([`Route`], [`StepKind`], [`Phase`], ...), never from
@@ -171,11 +171,14 @@ pub struct ReconcileLabels {
     pub result: ReconcileResult,
 }
 
-/// Whether a delivery round reached a 2xx (`delivered`) or will be tried again (`retrying`).
+/// Whether a delivery round reached a 2xx (`delivered`), will be tried again (`retrying`), or
+/// was refused for good with a 4xx (`rejected`: a wrong secret or webhook id, a body the
+/// receiver does not take).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Delivery {
     Delivered,
     Retrying,
+    Rejected,
 }
 
 impl Delivery {
@@ -183,6 +186,7 @@ impl Delivery {
         match self {
             Delivery::Delivered => "delivered",
             Delivery::Retrying => "retrying",
+            Delivery::Rejected => "rejected",
         }
     }
 }
@@ -211,15 +215,17 @@ pub struct Metrics {
     pub results: Family<Labels, Counter>,
     /// Phase changes written by the reconciler, by phase.
     pub transitions: Family<Labels, Counter>,
-    /// Notifications by outcome and delivery (`delivered` / `retrying`).
+    /// Notifications by outcome and delivery (`delivered` / `retrying` / `rejected`).
     pub notifications: Family<Labels, Counter>,
+    /// Webhook logs by kind (`delivery` / `outcome`) and delivery (`delivered` / `failed`).
+    pub webhook_logs: Family<Labels, Counter>,
     /// Reconcile errors by error type.
     pub reconcile_errors: Family<Labels, Counter>,
     /// Time to answer one HTTP request.
     pub request_duration: HistogramFamily<RequestLabels>,
     /// Time of one reconcile of one host.
     pub reconcile_duration: HistogramFamily<ReconcileLabels>,
-    /// Time of one delivery round to NOTIFY_URL.
+    /// Time of one delivery round to NOTIFICATION_ENDPOINT.
     pub notification_duration: HistogramFamily<NotificationLabels>,
     /// From the start of a phase to the delivery of its notification.
     pub notification_delay: HistogramFamily<OutcomeLabels>,
@@ -241,6 +247,7 @@ impl Metrics {
             results: Family::default(),
             transitions: Family::default(),
             notifications: Family::default(),
+            webhook_logs: Family::default(),
             reconcile_errors: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             reconcile_duration: Family::new_with_constructor(latency_histogram),
@@ -268,6 +275,11 @@ impl Metrics {
             m.notifications.clone(),
         );
         r.register(
+            "webhook_logs",
+            "Webhook logs posted to WEBHOOK_LOG_ENDPOINT, by kind and delivery",
+            m.webhook_logs.clone(),
+        );
+        r.register(
             "reconcile_errors",
             "Reconcile errors by type",
             m.reconcile_errors.clone(),
@@ -284,7 +296,7 @@ impl Metrics {
         );
         r.register(
             "notification_duration_seconds",
-            "Time of one delivery round to NOTIFY_URL (bounded retries included), by outcome and delivery",
+            "Time of one delivery round to NOTIFICATION_ENDPOINT (bounded retries included), by outcome and delivery",
             m.notification_duration.clone(),
         );
         r.register(

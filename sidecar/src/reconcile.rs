@@ -25,10 +25,10 @@ use crate::plan::{
 use crate::state::AppState;
 
 /// How long a replica's claim on sending a notification lasts: one worst-case round of
-/// delivery attempts plus a margin, so a live sender always renews it in time and no other
-/// replica starts the same notification meanwhile.
-pub fn claim_ttl() -> Duration {
-    crate::notify::worst_case_round() + Duration::from_secs(30)
+/// delivery attempts (and its webhook log) plus a margin, so a live sender always renews it in
+/// time and no other replica starts the same notification meanwhile.
+pub fn claim_ttl(state: &AppState) -> Duration {
+    2 * state.notifier.worst_case_round() + Duration::from_secs(30)
 }
 
 /// Re-check delay after a lost resourceVersion race (the newer version also triggers a run).
@@ -143,7 +143,11 @@ async fn provision(state: &AppState, host: &Host, patch: &serde_json::Value) -> 
         return Ok(Action::await_change());
     };
     let now = Timestamp::now();
-    let user_data = cloudinit::render(holder)?;
+    let user_data = cloudinit::render(
+        holder,
+        &state.config.login_user,
+        state.config.operator.as_ref(),
+    )?;
     match state.kube.ensure_secret(host, &user_data).await {
         Ok(SecretState::Ready) => {}
         Ok(SecretState::Stale) => return Ok(Action::requeue(AFTER_CONFLICT)),
@@ -200,7 +204,7 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
         &state.keys,
         host,
         &state.config.replica_id,
-        claim_ttl(),
+        claim_ttl(state),
         Timestamp::now(),
     ) {
         ClaimCheck::Wait(d) => return Ok(Action::requeue(d)),
@@ -216,20 +220,42 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
     let since_phase = host
         .phase_since
         .and_then(|t| Timestamp::now().duration_since(t).try_into().ok());
-    let delivery = match delivered {
+    let delivery = match &delivered {
         Ok(()) => Delivery::Delivered,
-        Err(_) => Delivery::Retrying,
+        Err(e) if e.retryable() => Delivery::Retrying,
+        Err(_) => Delivery::Rejected,
     };
     state
         .metrics
         .observe_notification(phase, delivery, started.elapsed(), since_phase);
-    match delivered {
-        Ok(()) => {
-            inc(
-                &state.metrics.notifications,
-                &[("outcome", phase.as_str()), ("delivery", "delivered")],
-            );
-            tracing::info!(bmh = %host.key(), outcome = %phase, key = %n.idempotency_key(), "notification delivered");
+    inc(
+        &state.metrics.notifications,
+        &[("outcome", phase.as_str()), ("delivery", delivery.as_str())],
+    );
+    match delivery {
+        Delivery::Delivered | Delivery::Rejected => {
+            match &delivered {
+                Err(e) => {
+                    tracing::error!(bmh = %host.key(), outcome = %phase, key = %n.idempotency_key(), error = %e, "notification refused by the receiver; not retried (check NOTIFY_SECRET/WEBHOOK_SECRET and the webhook id)");
+                }
+                Ok(()) => {
+                    tracing::info!(bmh = %host.key(), outcome = %phase, key = %n.idempotency_key(), "notification delivered");
+                }
+            }
+            // The outcome's webhook log, within the same claim (best effort).
+            if let Some(sent) = state.notifier.log_outcome(&n).await {
+                let logged = match &sent {
+                    Ok(()) => "delivered",
+                    Err(e) => {
+                        tracing::warn!(bmh = %host.key(), error = %e, "webhook log not delivered");
+                        "failed"
+                    }
+                };
+                inc(
+                    &state.metrics.webhook_logs,
+                    &[("kind", "outcome"), ("delivery", logged)],
+                );
+            }
             // Recorded without precondition: whatever changed meanwhile, this phase's
             // notification has been delivered.
             let owed = host.owed.as_ref().is_some_and(|o| o.outcome == phase);
@@ -254,12 +280,10 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
             }
             Ok(after(w, state.config.resync))
         }
-        Err(e) => {
-            inc(
-                &state.metrics.notifications,
-                &[("outcome", phase.as_str()), ("delivery", "retrying")],
-            );
-            tracing::warn!(bmh = %host.key(), error = %e, "notification not delivered yet; will retry");
+        Delivery::Retrying => {
+            if let Err(e) = &delivered {
+                tracing::warn!(bmh = %host.key(), error = %e, "notification not delivered yet; will retry");
+            }
             Ok(Action::requeue(Duration::from_secs(5)))
         }
     }

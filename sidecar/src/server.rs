@@ -222,26 +222,25 @@ async fn post_webhook(state: &AppState, req: Request<Incoming>) -> Response<Full
         }
     };
     let now = std::time::SystemTime::now();
-    if let Err(rejection) = state.inbound.check(&parts.headers, &body, now) {
-        tracing::warn!(
-            status = rejection.status(),
-            error_type = rejection.error.error_type(),
-            "delivery refused behind the edge (did it bypass the filter?)"
-        );
-        return rejection_response(&rejection, now);
-    }
-    let ev = match webhook::parse_event(&body) {
-        Ok(ev) => ev,
-        Err(e) => return error_response(&e),
+    let message = match state.inbound.check(&parts.headers, &body, now) {
+        Ok(message) => message,
+        Err(rejection) => {
+            tracing::warn!(
+                status = rejection.status(),
+                error_type = rejection.error.error_type(),
+                "delivery refused behind the edge (did it bypass the filter?)"
+            );
+            return rejection_response(&rejection, now);
+        }
     };
-    match webhook::handle(state, &ev).await {
+    match webhook::handle(state, &message).await {
         Ok(accepted) => {
             let status =
                 StatusCode::from_u16(state.config.success_status).unwrap_or(StatusCode::OK);
             json_response(status, &accepted)
         }
         Err(e) => {
-            tracing::warn!(error = %e, event_type = ev.event_type.as_str(), "webhook not processed");
+            tracing::warn!(error = %e, event_type = %message.event_name, "webhook not processed");
             error_response(&e)
         }
     }

@@ -38,7 +38,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state around a Kubernetes client.
     pub fn new(config: Config, client: kube::Client) -> Result<Self> {
-        let notifier = Notifier::new(config.notify_url.as_deref(), &config.notify_secret)?;
+        let notifier = Notifier::new(&config)?;
         Ok(AppState {
             policy: Arc::new(Policy::new(&config, notifier.enabled())),
             inbound: Arc::new(Inbound::new(&config)?),

@@ -1,23 +1,25 @@
 //! The second check behind the edge: every delivery is verified again here with the filter's
-//! own decision (`webhook_core::flow`: signature, content type, size, event rules), so a pod
-//! reached without the filter (an uninjected Istio pod, a selector typo) never provisions.
-//! It costs microseconds.
+//! own decision (`webhook_core::flow`: signature, content type, size, message rules) and the
+//! filter's own preset of the reservation webhook, so a pod reached without the filter (an
+//! uninjected Istio pod, a selector typo) never provisions. The check hands the handler the
+//! message it validated: the body is read once. It costs microseconds.
 
 use std::time::SystemTime;
 
 use http::HeaderMap;
-use serde_json::json;
-use webhook_core::config::CompiledConfig;
+use webhook_core::config::{
+    CompiledConfig, FilterConfig, Preset, RESERVATION_PREVIOUS_SECRET_ENV, RESERVATION_SECRET_ENV,
+    Unmatched, WebhookConfig,
+};
+use webhook_core::event::ReservationMessage;
 use webhook_core::flow::{self, HeadersDecision, Rejection};
 
 use crate::config::{Config, ConfigError};
 use crate::error::Result;
 use crate::server::MAX_BODY;
 
-/// Environment names the filter reads the secrets from (and so does this configuration).
-const SECRET_VARS: [&str; 2] = ["WEBHOOK_SECRET", "WEBHOOK_SECRET_PREVIOUS"];
-
-/// The compiled reservation webhook, as the edge filter is configured for it.
+/// The compiled reservation webhook, as the edge filter is configured for it: the core's
+/// `reservation_system` preset, with the sidecar's secrets, body cap and unsigned switch.
 #[derive(Debug)]
 pub struct Inbound {
     config: CompiledConfig,
@@ -27,52 +29,56 @@ impl Inbound {
     /// Compiles the reservation webhook with the sidecar's secrets (unsigned mode when
     /// `VERIFY_SIGNATURE=false`).
     pub fn new(cfg: &Config) -> Result<Self> {
-        let mut hook = json!({
-            "name": "reservations",
-            "path": "/webhook",
-            "methods": ["POST"],
-            "scheme": {"type": "hmac_sha256_hex", "header": "x-webhook-signature", "prefix": "sha256="},
-            "secrets": [
-                {"env": SECRET_VARS[0], "id": "current"},
-                {"env": SECRET_VARS[1], "id": "previous", "optional": true}
-            ],
-            "max_body_bytes": MAX_BODY,
-            "schema": "reservation_event",
-            "replay_window_seconds": 0
-        });
+        let mut hook = WebhookConfig {
+            preset: Some(Preset::ReservationSystem),
+            max_body_bytes: u64::try_from(MAX_BODY).ok(),
+            min_secret_bytes: Some(cfg.min_secret_bytes),
+            ..WebhookConfig::default()
+        };
         if !cfg.verify_signature {
-            hook["allow_unsigned"] = json!(true);
-            hook["secrets"] = json!([]);
+            hook.allow_unsigned = Some(true);
+            hook.secrets = Some(Vec::new());
         }
-        let doc = json!({ "webhooks": [hook], "unmatched": "pass" });
+        let raw = FilterConfig {
+            webhooks: vec![hook],
+            unmatched: Unmatched::Pass,
+        };
         let secrets = &cfg.webhook_secrets;
-        let config = CompiledConfig::from_json(doc.to_string().as_bytes(), |var| {
-            let i = SECRET_VARS.iter().position(|v| *v == var)?;
+        let config = CompiledConfig::compile(raw, |var| {
+            let i = [RESERVATION_SECRET_ENV, RESERVATION_PREVIOUS_SECRET_ENV]
+                .iter()
+                .position(|v| *v == var)?;
             secrets.get(i).cloned()
         })
         .map_err(ConfigError::Inbound)?;
         Ok(Inbound { config })
     }
 
-    /// Checks a `POST /webhook` as the filter does: `Err` is the filter's own reply.
+    /// Checks a `POST /webhook` as the filter does, and hands over the message it validated:
+    /// `Err` is the filter's own reply.
     pub fn check(
         &self,
         headers: &HeaderMap,
         body: &[u8],
         now: SystemTime,
-    ) -> Result<(), Rejection> {
+    ) -> Result<ReservationMessage<'static>, Rejection> {
         let header = |name: &str| {
             headers
                 .get(name)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
-        match flow::on_request_headers(&self.config, "POST", "/webhook", header) {
-            HeadersDecision::Pass => Ok(()),
-            HeadersDecision::Reject(rejection) => Err(rejection),
-            HeadersDecision::Inspect(pending) => {
-                pending.finish(&self.config, body, now).map(|_| ())
+        let pending = match flow::on_request_headers(&self.config, "POST", "/webhook", header) {
+            HeadersDecision::Inspect(pending) => pending,
+            HeadersDecision::Reject(rejection) => return Err(rejection),
+            // The preset guards `/webhook`: never passed unchecked.
+            HeadersDecision::Pass => {
+                return Err(Rejection::from(webhook_core::Error::NotFound));
             }
-        }
+        };
+        let (_, message) = pending.finish_message(&self.config, body, now)?;
+        message
+            .map(ReservationMessage::into_owned)
+            .ok_or_else(|| Rejection::from(webhook_core::Error::NotFound))
     }
 }
 
@@ -80,6 +86,7 @@ impl Inbound {
 mod tests {
     use super::*;
     use crate::config::fixtures::config;
+    use serde_json::json;
 
     const SECRET: &str = "a-webhook-secret-of-at-least-32-bytes";
 
@@ -109,8 +116,12 @@ mod tests {
         let inbound = Inbound::new(&config(&[]).unwrap()).unwrap();
         let now = SystemTime::now();
         let body = body();
-        let good = webhook_core::signature::signature_header_value(SECRET.as_bytes(), &body);
-        assert!(inbound.check(&headers(Some(&good)), &body, now).is_ok());
+        // The real senders' Base64 and the README's hex form of the same MAC.
+        let good = webhook_core::scheme::sign_reservation_system(SECRET, &body);
+        let message = inbound.check(&headers(Some(&good)), &body, now).unwrap();
+        assert_eq!(message.reservations.len(), 3);
+        let hex = webhook_core::signature::signature_header_value(SECRET.as_bytes(), &body);
+        assert!(inbound.check(&headers(Some(&hex)), &body, now).is_ok());
         let r = inbound.check(&headers(None), &body, now).unwrap_err();
         assert_eq!(
             (r.status(), r.error.error_type()),

@@ -11,13 +11,15 @@ use futures::future::join_all;
 use jiff::Timestamp;
 use kube::api::DynamicObject;
 use serde::Serialize;
-use webhook_core::event::{EventType, ReservationEvent, ReservedResource};
+use serde_json::json;
+use webhook_core::event::{Action, Reservation, ReservationMessage};
 
 use crate::error::{Error, Result};
 use crate::k8s::Write;
 use crate::metrics::inc;
 use crate::model::{Holder, Host, HostLookup, dns1123};
-use crate::plan::{ResourceOutcome, decide_end, decide_start};
+use crate::notify::{MAX_LOG_TEXT, WebhookLog, truncate_utf16};
+use crate::plan::{ResourceOutcome, decide_end, decide_start, decide_update};
 use crate::state::AppState;
 
 /// How often one host is re-read and re-decided after losing a resourceVersion race.
@@ -43,76 +45,140 @@ pub struct ResourceResult {
 pub struct Accepted {
     pub status: &'static str,
     pub message: String,
-    /// The first BMH the event maps to (the replaced service named one BMH), else the first
-    /// resource's `resourceName`.
+    /// The first BMH the message maps to (the replaced service named one BMH), else the first
+    /// resource's `resourceName` (empty for a message without reservations).
     pub resource_name: String,
-    pub event_type: EventType,
+    /// The message's `eventType`, as the sender spelt it.
+    pub event_type: String,
     pub timestamp: String,
     pub results: Vec<ResourceResult>,
 }
 
-/// Parses and validates a delivery with the filter's own rules (defence in depth: the filter
-/// should already have rejected anything this refuses, and the refusal is answered as it would).
-pub fn parse_event(body: &[u8]) -> Result<ReservationEvent> {
-    Ok(webhook_core::event::validate(body)?)
-}
-
-/// Handles one delivery. Errors mean "nothing could be decided" (API server down): the sender
-/// retries and intents already recorded are finished by the reconciler.
-pub async fn handle(state: &AppState, ev: &ReservationEvent) -> Result<Accepted> {
-    let results = join_all(ev.events.iter().map(|r| handle_resource(state, ev, r))).await;
-    let results = results.into_iter().collect::<Result<Vec<_>>>()?;
+/// Handles one verified message. Errors mean "nothing could be decided" (API server down): the
+/// sender may retry, and intents already recorded are finished by the reconciler. A message
+/// nobody acts on (EVENT_CREATED, RESOURCE_*, the test webhook, a type added later) is answered
+/// "nothing to do": a correctly signed message is never refused for being of no use here.
+pub async fn handle(state: &AppState, message: &ReservationMessage<'_>) -> Result<Accepted> {
+    let action = message.event_type.action();
+    let results = match action {
+        Action::Nothing => Vec::new(),
+        _ => {
+            let all = message
+                .reservations
+                .iter()
+                .map(|r| handle_resource(state, message, r));
+            join_all(all)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
     for r in &results {
         inc(
             &state.metrics.results,
             &[
-                ("event_type", ev.event_type.as_str()),
+                ("event_type", message.event_type.as_str()),
                 ("result", r.result.as_str()),
             ],
         );
     }
-    let acted = results
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.result,
-                ResourceOutcome::Provisioning | ResourceOutcome::Releasing
-            )
-        })
-        .count();
+    let acted = results.iter().filter(|r| r.result.acted()).count();
     let resource_name = results
         .iter()
         .find_map(|r| r.bmh.as_deref())
         .map(|key| key.rsplit('/').next().unwrap_or(key).to_owned())
-        .or_else(|| ev.events.first().map(|r| r.resource_name.clone()))
+        .or_else(|| {
+            message
+                .reservations
+                .first()
+                .map(|r| r.resource_name.to_string())
+        })
         .unwrap_or_default();
-    Ok(Accepted {
+    let doing = match action {
+        Action::Start => "are being provisioned",
+        Action::Release => "are being released",
+        Action::Update => "were updated",
+        Action::Nothing => "",
+    };
+    let text = match action {
+        Action::Nothing => format!("{}: nothing to do", message.event_name),
+        _ => format!("{acted} of {} resources {doing}", results.len()),
+    };
+    let accepted = Accepted {
         status: "success",
-        message: format!(
-            "{} of {} resources {}",
-            acted,
-            results.len(),
-            match ev.event_type {
-                EventType::Start => "are being provisioned",
-                EventType::End => "are being released",
-            }
-        ),
+        message: text,
         resource_name,
-        event_type: ev.event_type,
+        event_type: message.event_name.to_string(),
         timestamp: Timestamp::now().to_string(),
         results,
-    })
+    };
+    log_delivery(state, message, &accepted);
+    Ok(accepted)
+}
+
+/// Posts the webhook log of a delivery that changed a host (best effort, off the request path).
+fn log_delivery(state: &AppState, message: &ReservationMessage<'_>, accepted: &Accepted) {
+    let Some(first) = accepted.results.iter().find(|r| r.result.acted()) else {
+        return;
+    };
+    let Some(webhook_id) = state.notifier.log_webhook_id(message.webhook_id.as_deref()) else {
+        return;
+    };
+    let results: Vec<_> = accepted
+        .results
+        .iter()
+        .map(|r| json!({"eventId": r.event_id, "resourceId": r.resource_id, "bareMetalHost": r.bmh, "result": r.result, "detail": r.detail}))
+        .collect();
+    let payload = json!({
+        "eventType": message.event_name,
+        "timestamp": message.timestamp,
+        "userId": message.user.user_id,
+        "results": results,
+    });
+    let entry = WebhookLog {
+        webhook_id,
+        event_type: message.event_type.as_str(),
+        payload: truncate_utf16(&payload.to_string(), MAX_LOG_TEXT),
+        status_code: state.config.success_status,
+        response: truncate_utf16(&accepted.message, MAX_LOG_TEXT),
+        success: true,
+        retry_count: 0,
+        resource_id: Some(first.resource_id),
+        metadata: json!({"resourceType": "BareMetalHost", "bareMetalHost": first.bmh, "eventId": first.event_id}),
+    };
+    let key = format!(
+        "{}:{}:{}",
+        first.event_id,
+        message.event_type.as_str(),
+        message.timestamp
+    );
+    let state = state.clone();
+    tokio::spawn(async move {
+        let sent = state.notifier.log(&entry, &key).await;
+        let delivery = match &sent {
+            Some(Ok(())) => "delivered",
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, key, "webhook log not delivered");
+                "failed"
+            }
+            None => return,
+        };
+        inc(
+            &state.metrics.webhook_logs,
+            &[("kind", "delivery"), ("delivery", delivery)],
+        );
+    });
 }
 
 async fn handle_resource(
     state: &AppState,
-    ev: &ReservationEvent,
-    r: &ReservedResource,
+    message: &ReservationMessage<'_>,
+    r: &Reservation<'_>,
 ) -> Result<ResourceResult> {
     let result = |bmh: Option<String>, outcome: ResourceOutcome, detail: String| ResourceResult {
-        event_id: r.event_id.clone(),
+        event_id: r.event_id.to_string(),
         resource_id: r.resource_id,
-        resource_name: r.resource_name.clone(),
+        resource_name: r.resource_name.to_string(),
         bmh,
         result: outcome,
         detail,
@@ -152,7 +218,7 @@ async fn handle_resource(
             None => return Ok(not_found()),
         },
     };
-    let req = Holder::for_resource(ev, r);
+    let req = Holder::for_reservation(message, r);
     let gone = || {
         result(
             None,
@@ -164,9 +230,11 @@ async fn handle_resource(
         let host = Host::from_object(&state.keys, &obj);
         let key = Some(host.key());
         let now = Timestamp::now();
-        let decision = match ev.event_type {
-            EventType::Start => decide_start(&state.keys, &state.policy, &host, &req, now),
-            EventType::End => decide_end(&state.keys, &state.policy, &host, &req, now),
+        let (keys, policy) = (&state.keys, &state.policy);
+        let decision = match message.event_type.action() {
+            Action::Start => decide_start(keys, policy, &host, &req, now),
+            Action::Release => decide_end(keys, policy, &host, &req, now),
+            Action::Update | Action::Nothing => decide_update(keys, &host, &req),
         };
         match decision.patch {
             // An answer that writes nothing must rest on a fresh read, not on the cache.
@@ -213,12 +281,12 @@ enum Cached {
     NotSynced,
 }
 
-fn miss_key(r: &ReservedResource) -> String {
+fn miss_key(r: &Reservation<'_>) -> String {
     format!("{}/{}", r.resource_id, dns1123(&r.resource_name))
 }
 
 /// The host of a resource from the watch cache.
-fn find_cached(state: &AppState, r: &ReservedResource) -> Cached {
+fn find_cached(state: &AppState, r: &Reservation<'_>) -> Cached {
     let Some(store) = state.cache.as_ref() else {
         return Cached::NotSynced;
     };
@@ -289,7 +357,7 @@ impl MissCache {
 
 /// Maps a resource to its BMH: the one labelled with its resourceId, else the one named after
 /// its resourceName.
-async fn find_bmh(state: &AppState, r: &ReservedResource) -> Result<Option<DynamicObject>> {
+async fn find_bmh(state: &AppState, r: &Reservation<'_>) -> Result<Option<DynamicObject>> {
     let cfg = &state.config;
     let labelled = state
         .kube
@@ -316,8 +384,6 @@ async fn find_bmh(state: &AppState, r: &ReservedResource) -> Result<Option<Dynam
 mod tests {
     use super::*;
 
-    const START: &str = include_str!("../tests/fixtures/event-start.json");
-
     #[test]
     fn an_unknown_resource_costs_one_api_lookup_per_ttl() {
         let misses = MissCache::default();
@@ -333,28 +399,5 @@ mod tests {
             misses.should_look_up(&format!("{i}/x"), t0 + MISS_TTL);
         }
         assert!(misses.seen.lock().unwrap().len() <= MISS_CAPACITY);
-    }
-
-    #[test]
-    fn parses_the_sample_event() {
-        let ev = parse_event(START.as_bytes()).unwrap();
-        assert_eq!(ev.event_type, EventType::Start);
-        assert_eq!(ev.events.len(), 3);
-    }
-
-    #[test]
-    fn rejects_malformed_bodies() {
-        for body in [
-            &b"not json"[..],
-            b"{}",
-            br#"{"eventType":"EVENT_START"}"#,
-            br#"{"eventType":"EVENT_NOPE","timestamp":"t","eventCount":0,"userId":"u","username":"n","email":"e","sshPublicKey":"k","events":[]}"#,
-            br#"{"eventType":"EVENT_START","timestamp":"t","eventCount":0,"userId":"u","username":"n","email":"e","sshPublicKey":"k","events":[]}"#,
-        ] {
-            assert!(matches!(parse_event(body), Err(Error::Invalid(_))));
-        }
-        let mut v: serde_json::Value = serde_json::from_str(START).unwrap();
-        v["sshPublicKey"] = "".into();
-        assert!(parse_event(&serde_json::to_vec(&v).unwrap()).is_err());
     }
 }

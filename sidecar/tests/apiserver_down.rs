@@ -100,8 +100,9 @@ fn many_hosts_event() -> Value {
         .collect();
     v["eventCount"] = json!(HOSTS);
     v["events"] = Value::Array(events);
-    let parsed = webhook_core::event::validate(&serde_json::to_vec(&v).unwrap()).unwrap();
-    assert_eq!(parsed.events.len(), HOSTS as usize);
+    let bytes = serde_json::to_vec(&v).unwrap();
+    let parsed = webhook_core::event::validate(&bytes).unwrap();
+    assert_eq!(parsed.reservations.len(), HOSTS as usize);
     v
 }
 

@@ -31,8 +31,8 @@ fn safe_load_all(docs: &[String]) -> Vec<Value> {
 
 #[test]
 fn hostile_values_load_back_unchanged_with_cloud_inits_loader() {
-    // userId is free text in the reservation system (it becomes `gecos`); the username and
-    // the key are held to strict rules by the event validator, but are tried here too.
+    // userId is free text in the reservation system (it becomes `gecos`), and so is the SSH
+    // key's comment (reservation-be accepts any): both are tried with every value.
     let user_ids = [
         "=",
         "a\u{2028}b",
@@ -80,24 +80,31 @@ fn hostile_values_load_back_unchanged_with_cloud_inits_loader() {
             event_id: "101".into(),
             user_id: (*id).into(),
             username: "giovanni.mirarchi".into(),
-            ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForUnitTests u@h".into(),
+            ssh_public_key: format!(
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx9RIMklGKNChy25ZekbXY0Z7xeB8MBBmOwiz1ztNtk {id}"
+            ),
             resource_id: 1,
             resource_name: "Lab Server A1".into(),
             event_end: None,
+            webhook_id: None,
+            updated_at: None,
         })
         .collect();
-    let docs: Vec<String> = holders.iter().map(|h| render(h).unwrap()).collect();
+    let docs: Vec<String> = holders
+        .iter()
+        .map(|h| render(h, "prognose", None).unwrap())
+        .collect();
     let loaded = safe_load_all(&docs);
     for ((h, doc), got) in holders.iter().zip(&docs).zip(&loaded) {
         let want = json!({
             "users": [{
-                "name": h.username,
+                "name": "prognose",
                 "gecos": bmh_sidecar::cloudinit::gecos(&h.user_id),
                 "shell": "/bin/bash",
                 "sudo": "ALL=(ALL) NOPASSWD:ALL",
                 "groups": "sudo",
                 "lock_passwd": true,
-                "ssh_authorized_keys": [h.ssh_public_key],
+                "ssh_authorized_keys": [h.ssh_public_key.trim()],
             }],
             "ssh_pwauth": false,
         });

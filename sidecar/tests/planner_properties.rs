@@ -85,10 +85,15 @@ impl Reservation {
             event_id: self.event_id.into(),
             user_id: self.user.into(),
             username: self.user.into(),
-            ssh_public_key: format!("ssh-ed25519 AAAA {}", self.user),
+            ssh_public_key: format!(
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx9RIMklGKNChy25ZekbXY0Z7xeB8MBBmOwiz1ztNtk {}",
+                self.user
+            ),
             resource_id: 1,
             resource_name: "h".into(),
             event_end: Some(self.end),
+            webhook_id: Some("5".into()),
+            updated_at: None,
         }
     }
 }
@@ -218,6 +223,7 @@ impl World {
                 resync: Duration::from_secs(30),
                 release_cleaning: true,
                 notify_enabled: true,
+                release_grace: None,
             },
             res: reservations(),
             host: json!({

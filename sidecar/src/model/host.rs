@@ -1,6 +1,8 @@
 //! The reservation records on a host (holder, owed notification, claim, consumerRef) and
 //! the Metal3 spec and status fields the decisions read, parsed from a BMH object.
 
+use webhook_core::event::{Reservation, ReservationMessage};
+
 use super::*;
 
 /// A reservation of one host: who, and for which event.
@@ -9,20 +11,40 @@ use super::*;
 pub struct Holder {
     pub event_id: String,
     pub user_id: String,
+    /// The Keycloak username: metadata only (the login account is `LOGIN_USER`); empty when
+    /// the processor's Keycloak lookup failed.
+    #[serde(default)]
     pub username: String,
+    /// The user's SSH public key as sent; empty when the user has none.
+    #[serde(default)]
     pub ssh_public_key: String,
     pub resource_id: i64,
     pub resource_name: String,
-    /// When the reservation ends (its `eventEnd`); `None` only for records written by an
-    /// older sidecar.
+    /// When the reservation ends (its `eventEnd`, moved by EVENT_UPDATED); `None` only for
+    /// records written by an older sidecar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_end: Option<Timestamp>,
+    /// reservation-be's id of the webhook the START came through: what notifications quote
+    /// back (`None` when the sender sent none, as processor 0.1.17 did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_id: Option<String>,
+    /// reservation-be's `updatedAt` of the latest EVENT_UPDATED applied, so an older one it
+    /// re-sends later never moves the end back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 impl Holder {
-    /// Same reservation (event) and same user.
+    /// The same reservation: reservation-be's event ids are unique, and the owner of a
+    /// reservation can change between its START and its END (an admin edits it), so the user
+    /// is not part of the identity.
     pub fn same_reservation(&self, other: &Holder) -> bool {
-        self.event_id == other.event_id && self.user_id == other.user_id
+        self.event_id == other.event_id
+    }
+
+    /// Why this reservation's key cannot be put on a server, if it cannot.
+    pub fn key_problem(&self) -> Option<webhook_core::event::KeyProblem> {
+        webhook_core::event::check_ssh_key(Some(&self.ssh_public_key)).err()
     }
 
     /// The reservation's `eventEnd` has passed at `now`.
@@ -230,6 +252,10 @@ impl Host {
             resource_id: a(&keys.resource_id).parse().unwrap_or_default(),
             resource_name: a(&keys.resource_name).to_owned(),
             event_end: a(&keys.event_end).parse().ok(),
+            webhook_id: Some(a(&keys.webhook_id))
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
+            updated_at: a(&keys.updated_at).parse().ok(),
         });
         let spec = Spec {
             image_url: str_at(data, "/spec/image/url")
@@ -364,20 +390,23 @@ impl Host {
 }
 
 impl Holder {
-    /// The holder a delivery asks for, for one resource of an event.
-    pub fn for_resource(
-        ev: &webhook_core::event::ReservationEvent,
-        r: &webhook_core::event::ReservedResource,
-    ) -> Holder {
+    /// The holder a message asks for, for one of its reservations.
+    pub fn for_reservation(message: &ReservationMessage<'_>, r: &Reservation<'_>) -> Holder {
+        let time =
+            |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().and_then(|t| t.parse().ok());
+        let text =
+            |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().unwrap_or_default().to_owned();
         Holder {
-            event_id: r.event_id.clone(),
-            user_id: ev.user_id.clone(),
-            username: ev.username.clone(),
-            ssh_public_key: ev.ssh_public_key.clone(),
+            event_id: r.event_id.clone().into_owned(),
+            user_id: text(&message.user.user_id),
+            username: text(&message.user.username),
+            ssh_public_key: text(&message.user.ssh_public_key),
             resource_id: r.resource_id,
-            resource_name: r.resource_name.clone(),
-            // Validated as RFC 3339 by the event rules; an unparsable one means "unknown".
-            event_end: r.event_end.parse().ok(),
+            resource_name: r.resource_name.clone().into_owned(),
+            // Validated as RFC 3339 where the action needs it; otherwise "unknown".
+            event_end: time(&r.end),
+            webhook_id: message.webhook_id.as_deref().map(str::to_owned),
+            updated_at: time(&r.updated_at),
         }
     }
 }

@@ -45,8 +45,12 @@ pub struct Keys {
     pub resource_id: String,
     /// `<prefix>/resource-name`: the reservation system's resourceName.
     pub resource_name: String,
-    /// `<prefix>/event-end`: the holder's `eventEnd` (RFC 3339).
+    /// `<prefix>/event-end`: the holder's `eventEnd` (RFC 3339), moved by EVENT_UPDATED.
     pub event_end: String,
+    /// `<prefix>/webhook-id`: reservation-be's webhook id the START came through.
+    pub webhook_id: String,
+    /// `<prefix>/updated-at`: `updatedAt` of the latest EVENT_UPDATED applied (RFC 3339).
+    pub updated_at: String,
     /// `<prefix>/phase`: provisioning, provisioned, deprovisioning, released or failed.
     pub phase: String,
     /// `<prefix>/phase-since`: RFC 3339 time the phase began (timeouts count from here).
@@ -85,6 +89,8 @@ impl Keys {
             resource_id: k("resource-id"),
             resource_name: k("resource-name"),
             event_end: k("event-end"),
+            webhook_id: k("webhook-id"),
+            updated_at: k("updated-at"),
             phase: k("phase"),
             phase_since: k("phase-since"),
             detail: k("detail"),
@@ -221,10 +227,12 @@ pub(crate) mod fixtures {
             event_id: event.into(),
             user_id: user.into(),
             username: format!("{user}-name"),
-            ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForUnitTests u@h".into(),
+            ssh_public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx9RIMklGKNChy25ZekbXY0Z7xeB8MBBmOwiz1ztNtk u@h".into(),
             resource_id: 1,
             resource_name: "Lab Server A1".into(),
             event_end: Some(Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_hours(24)),
+            webhook_id: Some("5".into()),
+            updated_at: None,
         }
     }
 

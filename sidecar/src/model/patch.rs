@@ -83,6 +83,18 @@ impl<'k> AnnotationPatch<'k> {
             .put(&k.resource_id, Some(h.resource_id.to_string()))
             .put(&k.resource_name, Some(h.resource_name.clone()))
             .put(&k.event_end, h.event_end.map(|t| t.to_string()))
+            .put(&k.webhook_id, h.webhook_id.clone())
+            .put(&k.updated_at, h.updated_at.map(|t| t.to_string()))
+    }
+
+    /// Moves the holder's end (EVENT_UPDATED), with the `updatedAt` it was decided on.
+    pub fn reservation_end(self, end: Timestamp, updated_at: Option<Timestamp>) -> Self {
+        let k = self.keys;
+        let patch = self.put(&k.event_end, Some(end.to_string()));
+        match updated_at {
+            Some(t) => patch.put(&k.updated_at, Some(t.to_string())),
+            None => patch,
+        }
     }
 
     /// Enters `phase` now, with a reason.

@@ -1,5 +1,8 @@
-//! What a delivery does to one host: [`decide_start`] and [`decide_end`] over a snapshot, each
-//! answering with a [`Decision`] (the per-resource result, and the conditional write if any).
+//! What a delivery does to one host: [`decide_start`], [`decide_end`] (EVENT_END and
+//! EVENT_DELETED) and [`decide_update`] over a snapshot, each answering with a [`Decision`]
+//! (the per-resource result, and the conditional write if any); and the two writes the
+//! reconciler shares with them: a reservation takes a host ([`take`]), a held host is released
+//! ([`release`]).
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -20,6 +23,11 @@ pub enum ResourceOutcome {
     Provisioning,
     /// The end is being carried out.
     Releasing,
+    /// The reservation's new end is recorded (EVENT_UPDATED).
+    Updated,
+    /// The start cannot be carried out for a reason the user is told (no usable SSH key): the
+    /// reservation holds the host as `failed` and the user is notified.
+    Failed,
     /// Not a BareMetalHost resource type.
     Skipped,
     /// The host is held by another reservation or another Metal3 consumer; nothing changed.
@@ -29,7 +37,7 @@ pub enum ResourceOutcome {
     HeldByOther,
     /// No BMH maps to the resource.
     NotFound,
-    /// A repeated delivery: the work was already done.
+    /// A repeated delivery, or nothing to do for this host: nothing changed.
     AlreadyDone,
     /// A START of a reservation that has ended (its eventEnd passed, or its END was received):
     /// it never provisions.
@@ -45,6 +53,8 @@ impl ResourceOutcome {
         match self {
             ResourceOutcome::Provisioning => "provisioning",
             ResourceOutcome::Releasing => "releasing",
+            ResourceOutcome::Updated => "updated",
+            ResourceOutcome::Failed => "failed",
             ResourceOutcome::Skipped => "skipped",
             ResourceOutcome::HeldByOther => "conflict",
             ResourceOutcome::NotFound => "not_found",
@@ -52,6 +62,17 @@ impl ResourceOutcome {
             ResourceOutcome::Expired => "expired",
             ResourceOutcome::Unavailable => "unavailable",
         }
+    }
+
+    /// Whether the delivery changed (or is changing) the host for this resource.
+    pub fn acted(self) -> bool {
+        matches!(
+            self,
+            ResourceOutcome::Provisioning
+                | ResourceOutcome::Releasing
+                | ResourceOutcome::Updated
+                | ResourceOutcome::Failed
+        )
     }
 }
 
@@ -82,31 +103,17 @@ impl Decision {
     }
 }
 
-/// The holder's phase when `req`'s event holds the host: `Ok` for the same user, `Err` when
-/// that event id holds it for another user (which neither START nor END may touch).
-fn held_by(host: &Host, req: &Holder) -> Option<Result<Phase, ()>> {
-    let (Some(holder), Some(phase)) = (&host.holder, host.phase) else {
-        return None;
-    };
-    (holder.event_id == req.event_id).then(|| {
-        if holder.user_id == req.user_id {
-            Ok(phase)
-        } else {
-            Err(())
-        }
-    })
-}
-
-fn other_user() -> Decision {
-    Decision::answer(
-        ResourceOutcome::HeldByOther,
-        "this event id holds the host for another user",
-    )
+/// The holder's phase when `req`'s reservation holds the host (whoever its user is now).
+fn held_by(host: &Host, req: &Holder) -> Option<Phase> {
+    match (&host.holder, host.phase) {
+        (Some(holder), Some(phase)) if holder.same_reservation(req) => Some(phase),
+        _ => None,
+    }
 }
 
 const QUEUED: &str = "queued: the host is released from an earlier reservation first";
 
-/// Whether a START may take `host` now, must wait for it, or may not have it at all.
+/// Whether a START may take `host` now, or must wait for it.
 enum Availability {
     /// Free (never reserved, released and notified, or failed and past its reservation).
     Free,
@@ -166,6 +173,78 @@ fn refusal(policy: &Policy, host: &Host) -> Option<Decision> {
     None
 }
 
+/// The write by which reservation `req` takes `host` (from a START, or from the queue when the
+/// previous holder is released): `provisioning`, or `failed` at once when its key cannot be
+/// put on a server (the user is told why; the host is never given an earlier user's key). The
+/// phase entered comes back with the patch.
+pub(super) fn take(
+    keys: &Keys,
+    policy: &Policy,
+    host: &Host,
+    req: &Holder,
+    now: Timestamp,
+    detail: &str,
+) -> (Phase, String, Value) {
+    let (phase, detail) = match req.key_problem() {
+        Some(problem) => (Phase::Failed, problem.to_string()),
+        None => (Phase::Provisioning, detail.to_owned()),
+    };
+    let patch = AnnotationPatch::on(keys, &host.resource_version)
+        .holder(req)
+        .phase(phase, now, &detail)
+        .notified(None)
+        .pending(None)
+        .consumer_ref(Some(&policy.consumer(host, req)))
+        .build();
+    (phase, detail, patch)
+}
+
+/// The write that releases `host` from its holder (an END or DELETED of it, or its end passed
+/// long enough with neither): `deprovisioning`, the reservation remembered as ended, an outcome
+/// not yet notified kept owed (delivered before `released`). A failed reservation whose spec was
+/// never written has nothing to undo: it is `released` at once, and nobody is told about a
+/// release of a server they never had.
+pub(super) fn release(
+    keys: &Keys,
+    policy: &Policy,
+    host: &Host,
+    holder: &Holder,
+    phase: Phase,
+    now: Timestamp,
+    detail: &str,
+) -> (Phase, Value) {
+    let ended = with_ended(&host.ended, &holder.event_id, holder.event_end, now);
+    let patch = AnnotationPatch::on(keys, &host.resource_version).ended(&ended);
+    if phase == Phase::Failed && host.provision_baseline.is_none() && !needs_stop(policy, host) {
+        let queued = host
+            .pending
+            .as_ref()
+            .is_some_and(|p| !pending_dropped(host, p, now));
+        let patch = patch
+            .phase(Phase::Released, now, detail)
+            .notified(Some(Phase::Released));
+        let patch = if queued {
+            patch
+        } else {
+            patch.consumer_ref(None)
+        };
+        return (Phase::Released, patch.build());
+    }
+    let owed =
+        (policy.notify_enabled && phase != Phase::Provisioning && host.notified != Some(phase))
+            .then(|| Owed {
+                outcome: phase,
+                since: host.phase_since,
+                detail: host.detail.clone(),
+            });
+    let patch = patch.phase(Phase::Deprovisioning, now, detail);
+    let patch = match owed {
+        Some(owed) => patch.owed(Some(&owed)),
+        None => patch,
+    };
+    (Phase::Deprovisioning, patch.build())
+}
+
 /// EVENT_START of reservation `req` on `host`.
 pub fn decide_start(
     keys: &Keys,
@@ -174,7 +253,6 @@ pub fn decide_start(
     req: &Holder,
     now: Timestamp,
 ) -> Decision {
-    let rv = &host.resource_version;
     if let Some(end) = req.event_end.filter(|_| req.has_ended(now)) {
         return Decision::answer(
             ResourceOutcome::Expired,
@@ -188,9 +266,6 @@ pub fn decide_start(
         );
     }
     if let Some(phase) = held_by(host, req) {
-        let Ok(phase) = phase else {
-            return other_user();
-        };
         return match phase {
             Phase::Provisioning => {
                 Decision::answer(ResourceOutcome::Provisioning, "provisioning in progress")
@@ -206,19 +281,6 @@ pub fn decide_start(
             ),
         };
     }
-    let take = || {
-        Decision::write(
-            ResourceOutcome::Provisioning,
-            "provisioning started",
-            AnnotationPatch::on(keys, rv)
-                .holder(req)
-                .phase(Phase::Provisioning, now, "")
-                .notified(None)
-                .pending(None)
-                .consumer_ref(Some(&policy.consumer(host, req)))
-                .build(),
-        )
-    };
     match availability(policy, host, now) {
         Availability::Free => {
             let waiting_other = host
@@ -229,7 +291,17 @@ pub fn decide_start(
                 // The queued start comes first; the reconciler hands the host over to it.
                 return queue(keys, host, req, now);
             }
-            refusal(policy, host).unwrap_or_else(take)
+            refusal(policy, host).unwrap_or_else(|| {
+                let (phase, detail, patch) = take(keys, policy, host, req, now, "");
+                match phase {
+                    Phase::Failed => Decision::write(ResourceOutcome::Failed, detail, patch),
+                    _ => Decision::write(
+                        ResourceOutcome::Provisioning,
+                        "provisioning started",
+                        patch,
+                    ),
+                }
+            })
         }
         Availability::Busy => queue(keys, host, req, now),
     }
@@ -262,10 +334,10 @@ fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
     }
 }
 
-/// EVENT_END of reservation `req` on `host`. Honoured at any age: it only ever frees what
-/// this reservation holds, and it is remembered so a late START of it never provisions. An
-/// outcome (`provisioned`, `failed`) not yet notified stays owed and is delivered before
-/// `released`.
+/// EVENT_END or EVENT_DELETED of reservation `req` on `host`. Honoured at any age and whoever
+/// its user is now: it only ever frees what this reservation holds, and it is remembered so a
+/// late START of it never provisions. An outcome (`provisioned`, `failed`) not yet notified
+/// stays owed and is delivered before `released`.
 pub fn decide_end(
     keys: &Keys,
     policy: &Policy,
@@ -274,28 +346,18 @@ pub fn decide_end(
     now: Timestamp,
 ) -> Decision {
     let rv = &host.resource_version;
-    let ended = with_ended(&host.ended, &req.event_id, req.event_end, now);
-    if let Some(phase) = held_by(host, req) {
-        let Ok(phase) = phase else {
-            return other_user();
-        };
+    if let (Some(phase), Some(holder)) = (held_by(host, req), &host.holder) {
         return match phase {
             Phase::Provisioning | Phase::Provisioned | Phase::Failed => {
-                let owed = (policy.notify_enabled
-                    && phase != Phase::Provisioning
-                    && host.notified != Some(phase))
-                .then(|| Owed {
-                    outcome: phase,
-                    since: host.phase_since,
-                    detail: host.detail.clone(),
-                });
-                let mut patch = AnnotationPatch::on(keys, rv)
-                    .phase(Phase::Deprovisioning, now, "")
-                    .ended(&ended);
-                if owed.is_some() {
-                    patch = patch.owed(owed.as_ref());
-                }
-                Decision::write(ResourceOutcome::Releasing, "release started", patch.build())
+                // The end as the message says, else as recorded (a DELETED may carry none).
+                let mut holder = holder.clone();
+                holder.event_end = req.event_end.or(holder.event_end);
+                let (to, patch) = release(keys, policy, host, &holder, phase, now, "");
+                let detail = match to {
+                    Phase::Released => "released: nothing had been provisioned",
+                    _ => "release started",
+                };
+                Decision::write(ResourceOutcome::Releasing, detail, patch)
             }
             Phase::Deprovisioning => {
                 Decision::answer(ResourceOutcome::Releasing, "release in progress")
@@ -303,6 +365,7 @@ pub fn decide_end(
             Phase::Released => Decision::answer(ResourceOutcome::AlreadyDone, "released"),
         };
     }
+    let ended = with_ended(&host.ended, &req.event_id, req.event_end, now);
     if host
         .pending
         .as_ref()
@@ -335,6 +398,64 @@ pub fn decide_end(
         outcome,
         detail,
         AnnotationPatch::on(keys, rv).ended(&ended).build(),
+    )
+}
+
+/// EVENT_UPDATED of reservation `req` on `host`: a held (or queued) reservation's end follows
+/// the new one, so the hold, the replay rule and the release after the end all move with it. An
+/// update older than the one applied (reservation-be re-sends a failed delivery long after)
+/// changes nothing.
+pub fn decide_update(keys: &Keys, host: &Host, req: &Holder) -> Decision {
+    let Some(end) = req.event_end else {
+        return Decision::answer(ResourceOutcome::AlreadyDone, "the update has no end");
+    };
+    let newer = |current: &Holder| match (req.updated_at, current.updated_at) {
+        (Some(new), Some(applied)) => new > applied,
+        _ => true,
+    };
+    let rv = &host.resource_version;
+    if let (Some(phase), Some(holder)) = (held_by(host, req), &host.holder) {
+        return match phase {
+            Phase::Provisioning | Phase::Provisioned | Phase::Failed if !newer(holder) => {
+                Decision::answer(
+                    ResourceOutcome::AlreadyDone,
+                    "a later update was already applied; nothing changed",
+                )
+            }
+            Phase::Provisioning | Phase::Provisioned | Phase::Failed
+                if holder.event_end == Some(end) =>
+            {
+                Decision::answer(ResourceOutcome::AlreadyDone, format!("ends at {end}"))
+            }
+            Phase::Provisioning | Phase::Provisioned | Phase::Failed => Decision::write(
+                ResourceOutcome::Updated,
+                format!("the reservation now ends at {end}"),
+                AnnotationPatch::on(keys, rv)
+                    .reservation_end(end, req.updated_at)
+                    .build(),
+            ),
+            Phase::Deprovisioning | Phase::Released => Decision::answer(
+                ResourceOutcome::AlreadyDone,
+                "this reservation has already ended; nothing changed",
+            ),
+        };
+    }
+    if let Some(p) = host.pending.as_ref().filter(|p| p.same_reservation(req)) {
+        if !newer(p) || p.event_end == Some(end) {
+            return Decision::answer(ResourceOutcome::AlreadyDone, QUEUED);
+        }
+        let mut queued = p.clone();
+        queued.event_end = Some(end);
+        queued.updated_at = req.updated_at.or(p.updated_at);
+        return Decision::write(
+            ResourceOutcome::Updated,
+            format!("the queued reservation now ends at {end}"),
+            AnnotationPatch::on(keys, rv).pending(Some(&queued)).build(),
+        );
+    }
+    Decision::answer(
+        ResourceOutcome::AlreadyDone,
+        "the host is not held by this reservation; nothing to update",
     )
 }
 
@@ -546,11 +667,13 @@ mod tests {
             decide_end(&k, &policy(), &host(), &b, now()).outcome,
             ResourceOutcome::AlreadyDone
         );
-        let mut wrong_user = a.clone();
-        wrong_user.user_id = "mallory".into();
+        // The owner of a reservation can change between its START and its END (an admin
+        // edits it): the END of the same reservation releases, whatever user it names.
+        let mut new_owner = a.clone();
+        new_owner.user_id = "someone-else".into();
         assert_eq!(
-            decide_end(&k, &policy(), &held, &wrong_user, now()).outcome,
-            ResourceOutcome::HeldByOther
+            decide_end(&k, &policy(), &held, &new_owner, now()).outcome,
+            ResourceOutcome::Releasing
         );
         let d = decide_end(&k, &policy(), &held, &a, now());
         assert_eq!(d.outcome, ResourceOutcome::Releasing);
@@ -572,6 +695,82 @@ mod tests {
         assert_eq!(
             ann(d.patch.as_ref().unwrap(), "pending-start"),
             &Value::Null
+        );
+    }
+
+    #[test]
+    fn a_start_without_a_usable_key_fails_at_once_and_never_gets_an_earlier_key() {
+        for key in ["", "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAACAQC..."] {
+            let mut a = holder("101", "u1");
+            a.ssh_public_key = key.into();
+            let d = start(&host(), &a);
+            assert_eq!(d.outcome, ResourceOutcome::Failed, "{key:?}");
+            let p = d.patch.unwrap();
+            assert_eq!(ann(&p, "phase"), "failed");
+            assert_eq!(ann(&p, "ssh-public-key"), key);
+            assert!(
+                ann(&p, "detail")
+                    .as_str()
+                    .unwrap()
+                    .contains("SSH public key")
+            );
+            // The reconciler tells the user; nothing is written to the spec.
+            let mut failed = host().held(&a, Phase::Failed);
+            failed.detail = d.detail.clone();
+            assert_eq!(
+                crate::plan::next_step(&keys(), &policy(), &failed, now()),
+                crate::plan::Step::Notify(Phase::Failed)
+            );
+            // Its END has nothing to undo: released at once, no second notification.
+            failed.notified = Some(Phase::Failed);
+            let d = decide_end(&keys(), &policy(), &failed, &a, now());
+            let p = d.patch.unwrap();
+            assert_eq!(
+                (ann(&p, "phase"), ann(&p, "notified")),
+                (&json!("released"), &json!("released"))
+            );
+            assert_eq!(p["spec"]["consumerRef"], Value::Null);
+        }
+    }
+
+    #[test]
+    fn an_update_moves_the_end_of_the_held_or_queued_reservation_only_forward_in_time() {
+        let k = keys();
+        let a = holder("101", "u1");
+        let mut update = a.clone();
+        update.event_end = Some(at(9_000));
+        update.updated_at = Some(at(50));
+        let held = host().held(&a, Phase::Provisioned);
+        let d = decide_update(&k, &held, &update);
+        assert_eq!(d.outcome, ResourceOutcome::Updated);
+        let p = d.patch.unwrap();
+        assert_eq!(ann(&p, "event-end"), "1970-01-01T02:30:00Z");
+        assert_eq!(ann(&p, "updated-at"), "1970-01-01T00:00:50Z");
+        assert_eq!(p["metadata"]["resourceVersion"], "10");
+        // An older update (re-sent by reservation-be after a later one) changes nothing.
+        let mut applied = held.clone();
+        applied.holder.as_mut().unwrap().updated_at = Some(at(60));
+        let d = decide_update(&k, &applied, &update);
+        assert_eq!((d.outcome, d.patch), (ResourceOutcome::AlreadyDone, None));
+        // Another reservation's update, or an ended one: nothing.
+        let other = holder("202", "u2");
+        assert_eq!(decide_update(&k, &held, &other).patch, None);
+        assert_eq!(
+            decide_update(&k, &host().held(&a, Phase::Released), &update).patch,
+            None
+        );
+        // A queued START follows too.
+        let b = holder("202", "u2");
+        let mut b_update = b.clone();
+        b_update.event_end = Some(at(7_200));
+        let queued = held.clone().with_pending(&b);
+        let d = decide_update(&k, &queued, &b_update);
+        assert_eq!(d.outcome, ResourceOutcome::Updated);
+        assert!(
+            ann(d.patch.as_ref().unwrap(), "pending-start")
+                .as_str()
+                .unwrap()
+                .contains("1970-01-01T02:00:00Z")
         );
     }
 }

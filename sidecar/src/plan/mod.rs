@@ -33,7 +33,7 @@ pub mod secret;
 pub mod steps;
 
 pub use claim::{ClaimCheck, claim_notification, owed_satisfied};
-pub use delivery::{Decision, ResourceOutcome, decide_end, decide_start};
+pub use delivery::{Decision, ResourceOutcome, decide_end, decide_start, decide_update};
 pub use secret::{ExistingSecret, SecretAction, secret_action};
 pub use steps::{
     Step, Transition, next_step, provision_patch, refused, release_patch, stop_patch, transition,
@@ -56,6 +56,9 @@ pub struct Policy {
     pub release_cleaning: bool,
     /// Notifications are sent (a release is handed over only once notified).
     pub notify_enabled: bool,
+    /// How long after its reservation's end a host with no END or DELETED is released by the
+    /// sidecar itself (`None`: never).
+    pub release_grace: Option<Duration>,
 }
 
 impl Policy {
@@ -70,6 +73,7 @@ impl Policy {
             resync: cfg.resync,
             release_cleaning: cfg.release_cleaning,
             notify_enabled,
+            release_grace: cfg.release_grace,
         }
     }
 

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::Policy;
-use super::delivery::pending_dropped;
+use super::delivery::{pending_dropped, release, take};
 use crate::config::ImageConfig;
 use crate::model::{
     AnnotationPatch, Holder, Host, Keys, PROVISIONING_ERROR, Phase, ProvisioningState,
@@ -121,6 +121,15 @@ pub(super) fn needs_stop(policy: &Policy, host: &Host) -> bool {
         || host.spec.user_data.as_deref() == Some(host.secret_name().as_str())
 }
 
+/// The holder, and when its hold ends without an END: its reservation's end plus
+/// `RELEASE_GRACE_SECONDS` (none when the grace is off, or the end unknown).
+fn release_deadline<'h>(policy: &Policy, host: &'h Host) -> Option<(&'h Holder, Timestamp)> {
+    let holder = host.holder.as_ref()?;
+    let grace = jiff::SignedDuration::try_from(policy.release_grace?).ok()?;
+    let deadline = holder.event_end?.checked_add(grace).ok()?;
+    Some((holder, deadline))
+}
+
 fn elapsed(host: &Host, now: Timestamp) -> Duration {
     host.phase_since
         .and_then(|t| now.duration_since(t).try_into().ok())
@@ -206,6 +215,23 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 .max(Duration::from_millis(200)),
         )
     };
+    // A reservation whose end has passed by the grace with no END or DELETED (the processor
+    // lost it, or was down): released by the sidecar itself, exactly as an END would.
+    if let Some((holder, deadline)) = release_deadline(policy, host)
+        && matches!(
+            phase,
+            Phase::Provisioning | Phase::Provisioned | Phase::Failed
+        )
+        && now >= deadline
+    {
+        let detail = format!(
+            "released after the reservation's end ({}): no EVENT_END or EVENT_DELETED arrived within {}s",
+            holder.event_end.map(|t| t.to_string()).unwrap_or_default(),
+            policy.release_grace.map_or(0, |g| g.as_secs())
+        );
+        let (to, patch) = release(keys, policy, host, holder, phase, now, &detail);
+        return Step::Transition(Transition { to, detail, patch });
+    }
     match phase {
         // In both waiting phases: success first (a sidecar back from an outage finds work
         // Metal3 finished meanwhile); a spec write restarts the phase's clock, so the timeout
@@ -293,15 +319,19 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 .pending
                 .as_ref()
                 .is_some_and(|p| !pending_dropped(host, p, now));
-            let mut patch =
-                AnnotationPatch::on(keys, &host.resource_version).phase(Phase::Released, now, "");
+            // The release's reason (an expiry says so) goes on to `released` and its notification.
+            let mut patch = AnnotationPatch::on(keys, &host.resource_version).phase(
+                Phase::Released,
+                now,
+                &host.detail,
+            );
             if !queued {
                 // Free for any Metal3 consumer again.
                 patch = patch.consumer_ref(None);
             }
             Step::FinishRelease(Transition {
                 to: Phase::Released,
-                detail: String::new(),
+                detail: host.detail.clone(),
                 patch: patch.build(),
             })
         }
@@ -328,18 +358,20 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                             .build(),
                     })
                 }
-                (Some(p), Phase::Released) => Step::Transition(Transition {
-                    to: Phase::Provisioning,
-                    detail: "started from the queue".into(),
-                    patch: AnnotationPatch::on(keys, &host.resource_version)
-                        .holder(p)
-                        .phase(Phase::Provisioning, now, "started from the queue")
-                        .notified(None)
-                        .pending(None)
-                        .consumer_ref(Some(&policy.consumer(host, p)))
-                        .build(),
-                }),
-                _ => Step::Idle,
+                (Some(p), Phase::Released) => {
+                    let (to, detail, patch) =
+                        take(keys, policy, host, p, now, "started from the queue");
+                    Step::Transition(Transition { to, detail, patch })
+                }
+                _ => match release_deadline(policy, host) {
+                    // Looked at again when the reservation's end plus the grace falls due.
+                    Some((_, deadline)) if phase != Phase::Released => {
+                        let left: Duration =
+                            now.duration_until(deadline).try_into().unwrap_or_default();
+                        Step::Wait(left.max(Duration::from_millis(200)))
+                    }
+                    _ => Step::Idle,
+                },
             }
         }
     }
@@ -703,7 +735,11 @@ mod tests {
             next_step(&k, &p, &failed, now()),
             Step::Notify(Phase::Failed)
         );
-        assert_eq!(next_step(&k, &quiet, &failed, now()), Step::Idle);
+        // Nothing to do until the reservation's end plus the grace (a day and 600 s away).
+        assert_eq!(
+            next_step(&k, &quiet, &failed, now()),
+            Step::Wait(Duration::from_secs(86_400 + 600 - 10))
+        );
         assert_eq!(next_step(&k, &p, &host(), now()), Step::Idle);
     }
 
@@ -771,5 +807,52 @@ mod tests {
             "the holder is not replaced"
         );
         assert!(t.detail.contains("dropped"));
+    }
+
+    #[test]
+    fn a_host_whose_end_passed_by_the_grace_without_end_is_released_by_the_sidecar() {
+        let k = keys();
+        let mut p = policy();
+        p.release_grace = Some(Duration::from_secs(600));
+        let a = holder("101", "u1"); // ends a day after the epoch
+        let end = a.event_end.unwrap();
+        let mut h = host().held(&a, Phase::Provisioned);
+        h.notified = Some(Phase::Provisioned);
+        // Looked at again exactly when the grace is over.
+        assert_eq!(
+            next_step(&k, &p, &h, end),
+            Step::Wait(Duration::from_secs(600))
+        );
+        let later = end + jiff::SignedDuration::from_secs(600);
+        let Step::Transition(t) = next_step(&k, &p, &h, later) else {
+            panic!()
+        };
+        assert_eq!(t.to, Phase::Deprovisioning);
+        assert!(
+            t.detail.contains("no EVENT_END or EVENT_DELETED"),
+            "{}",
+            t.detail
+        );
+        assert_eq!(t.patch["metadata"]["resourceVersion"], "10");
+        assert!(ann(&t.patch, "ended").as_str().unwrap().contains("\"101\""));
+        // Its reason goes on to `released`, what the notification reads.
+        h.phase = Some(Phase::Deprovisioning);
+        h.detail = t.detail.clone();
+        h.status.state = S::Available;
+        let Step::FinishRelease(f) = next_step(&k, &p, &h, later) else {
+            panic!()
+        };
+        assert_eq!(ann(&f.patch, "detail"), &json!(t.detail));
+        // Off: never.
+        let mut off = policy();
+        off.release_grace = None;
+        let mut h = host().held(&a, Phase::Provisioned);
+        h.notified = Some(Phase::Provisioned);
+        assert_eq!(next_step(&k, &off, &h, later), Step::Idle);
+        // An update moved the end: the deadline moves with it.
+        let mut moved = h.clone();
+        moved.holder.as_mut().unwrap().event_end =
+            Some(later + jiff::SignedDuration::from_secs(3600));
+        assert!(matches!(next_step(&k, &p, &moved, later), Step::Wait(_)));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Default plugin configuration of the deployment: the reservation webhook on `/webhook`,
 /// current and previous secret from the proxy environment.
-pub const DEFAULT_PLUGIN_CONFIG: &str = r#"{"webhooks":[{"name":"reservations","path":"/webhook","methods":["POST"],"scheme":{"type":"hmac_sha256_hex","header":"x-webhook-signature","prefix":"sha256="},"secrets":[{"env":"WEBHOOK_SECRET","id":"current"},{"env":"WEBHOOK_SECRET_PREVIOUS","id":"previous","optional":true}],"max_body_bytes":65536,"schema":"reservation_event","max_clock_skew_seconds":300}],"unmatched":"pass"}"#;
+pub const DEFAULT_PLUGIN_CONFIG: &str = r#"{"webhooks":[{"preset":"reservation_system"}],"unmatched":"pass"}"#;
 
 /// Largest body the buffer filter holds (must be at least every webhook's `max_body_bytes`;
 /// the filter refuses larger caps).
