@@ -22,6 +22,10 @@ def fixture(name):
         return f.read()
 
 START, END, START_RSA = fixture("event-start.json"), fixture("event-end.json"), fixture("event-start-rsa.json")
+# The real senders' other shapes: processor 0.1.18's flat event, 0.1.15's batch, reservation-be's envelopes.
+SHAPES = {n: fixture(f + ".json") for n, f in [
+    ("flat", "flat-start"), ("batch-0115", "batch-start-0115"), ("deleted", "envelope-deleted"),
+    ("updated", "envelope-updated"), ("test", "envelope-test"), ("resource-created", "envelope-resource-created")]}
 
 # The senders' published vectors (filter/core/tests/schemes.rs cites the sources).
 GITHUB = ("It's a Secret to Everybody", b"Hello, World!",
@@ -46,7 +50,10 @@ def frame(selector, flags, offset, method, path, headers, body):
 def signed(path, body, t=FIXTURE_TS, secret=SECRET):
     """The headers a correct sender adds for the fuzz configuration's webhook at `path`."""
     key = secret.encode()
-    if path in ("/webhook", "/w8"):
+    if path == "/webhook":
+        # As the real senders sign: standard Base64, no prefix.
+        return [("content-type", "application/json"), ("x-webhook-signature", base64.b64encode(mac(key, body)).decode())]
+    if path == "/w8":
         return [("content-type", "application/json"), ("x-webhook-signature", "sha256=" + mac(key, body).hex())]
     if path in ("/w1", "/w7"):
         return [("content-type", "application/json"), ("x-hub-signature-256", "sha256=" + mac(key, body).hex()),
@@ -105,7 +112,7 @@ def write(target, name, data):
 
 def main():
     shutil.rmtree(os.path.join(HERE, "seeds"), ignore_errors=True)
-    bodies = {"start": START, "end": END, "start-rsa": START_RSA}
+    bodies = dict({"start": START, "end": END, "start-rsa": START_RSA}, **SHAPES)
     hostile = hostile_bodies()
 
     # event_validate: raw bodies.
@@ -161,10 +168,8 @@ def main():
         write("scheme_headers", f"ours-{sel}", frame(sel, 1, 0, "POST", "msg_2", [(k, v) for k, v in signed(p, START) if k != "content-type"], START))
 
     # config: the documented configurations and the fuzz one.
-    reservations = {"name": "reservations", "path": "/webhook", "methods": ["POST"],
-                    "scheme": {"type": "hmac_sha256_hex", "header": "x-webhook-signature", "prefix": "sha256="},
-                    "secrets": [{"env": "SECRET", "id": "current"}, {"env": "PREVIOUS", "id": "previous", "optional": True}],
-                    "max_body_bytes": 65536, "schema": "reservation_event", "max_clock_skew_seconds": 300}
+    reservations = {"preset": "reservation_system",
+                    "secrets": [{"env": "SECRET", "id": "current"}, {"env": "PREVIOUS", "id": "previous", "optional": True}]}
     senders = [
         {"name": "github", "path": "/hooks/github", "scheme": {"type": "github"}, "secrets": [{"env": "SECRET", "id": "github-2026"}],
          "schema": "json", "max_body_bytes": 1048576, "replay_cache": {"ttl_seconds": 86400, "max_entries": 2048}},
@@ -182,6 +187,8 @@ def main():
     for s in senders:
         write("config", "sender-" + s["name"], json.dumps({"webhooks": [s]}).encode())
     write("config", "minimal", b'{"webhooks":[{"name":"r","path":"/webhook","secrets":[{"env":"SECRET"}]}]}')
+    write("config", "preset-overridden", b'{"webhooks":[{"preset":"reservation_system","path":"/p","max_body_bytes":4096,"secrets":[{"env":"SECRET"}]}]}')
+    write("config", "legacy-hex", json.dumps({"webhooks": [{"name": "r", "path": "/webhook", "scheme": {"type": "hmac_sha256_hex", "header": "x-webhook-signature", "prefix": "sha256="}, "secrets": [{"env": "SECRET"}]}]}).encode())
     write("config", "typo", b'{"webhooks":[{"name":"r","path":"/webhook","max_body":1,"secrets":[{"env":"SECRET"}]}]}')
     write("config", "short-secret", b'{"webhooks":[{"name":"r","path":"/webhook","secrets":[{"env":"SHORT"}]}]}')
 

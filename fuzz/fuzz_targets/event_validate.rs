@@ -1,7 +1,8 @@
-//! The reservation-event validator on arbitrary bodies: `event::validate` (the sidecar's) and
-//! `event::check_body` (the filter's borrowing twin) must agree: the same error, or, for a valid
-//! event, the same replay-rule verdict as `check_freshness`, at several clocks including the
-//! extremes (overflow). The single-field checks run on the raw text as well.
+//! The reservation-message reader on arbitrary bodies: `event::validate` and `event::check_body`
+//! (what the filter runs and hands the sidecar) must agree: the same error, or, for a valid
+//! message, the same replay-rule verdict as `check_freshness`, at several clocks including the
+//! extremes (overflow); the owned copy the sidecar keeps equals the borrowed one. The SSH key
+//! judgement runs on the raw text as well.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,23 +32,35 @@ fuzz_target!(|data: &[u8]| {
             ),
             Ok(ev) => {
                 let sidecar = event::check_freshness(ev, now, window, skew);
-                assert_eq!(filter, sidecar, "filter and sidecar disagree on freshness");
-                if filter.is_ok() && ev.event_type == event::EventType::Start {
+                assert_eq!(
+                    filter.as_ref().err(),
+                    sidecar.as_ref().err(),
+                    "filter and sidecar disagree on freshness"
+                );
+                if let Ok(m) = &filter {
+                    assert_eq!(m, ev, "check_body read another message");
+                }
+                if filter.is_ok()
+                    && ev.event_type == event::EventType::Start
+                    && !ev.reservations.is_empty()
+                {
                     // A START accepted by the delivery rule has a resource still to provision.
                     assert!(
-                        ev.events
-                            .iter()
-                            .any(|r| !event::start_expired(&r.event_end, now, skew)),
+                        ev.reservations.iter().any(|r| r
+                            .end
+                            .as_deref()
+                            .is_some_and(|end| !event::start_expired(end, now, skew))),
                         "a START accepted whose every resource has ended"
                     );
                 }
             }
         }
     }
+    if let Ok(ev) = &validated {
+        assert_eq!(&ev.clone().into_owned(), ev, "the owned copy differs");
+    }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = event::check_username(text);
-        let _ = event::check_email(text);
-        let _ = event::check_ssh_key(text);
+        let _ = event::check_ssh_key(Some(text));
         for (now, _, skew) in CLOCKS {
             let _ = event::start_expired(text, now, skew);
         }

@@ -60,10 +60,8 @@ pub const RESERVATION_SCHEMA: &str = include_str!("../../schemas/reservation-eve
 pub fn all_webhooks_config(unmatched: &str) -> String {
     format!(
         r#"{{"unmatched":"{unmatched}","webhooks":[
-  {{"name":"reservations","path":"/webhook","methods":["POST"],
-    "scheme":{{"type":"hmac_sha256_hex","header":"x-webhook-signature","prefix":"sha256="}},
-    "secrets":[{{"env":"SECRET","id":"current"}},{{"env":"PREVIOUS","id":"previous","optional":true}}],
-    "max_body_bytes":65536,"schema":"reservation_event","max_clock_skew_seconds":300}},
+  {{"preset":"reservation_system",
+    "secrets":[{{"env":"SECRET","id":"current"}},{{"env":"PREVIOUS","id":"previous","optional":true}}]}},
   {{"name":"github","path":"/w1","scheme":{{"type":"github"}},"secrets":[{{"env":"SECRET"}}],
     "schema":"json","max_body_bytes":1048576,"replay_cache":{{"ttl_seconds":86400,"max_entries":4}}}},
   {{"name":"stripe","path":"/w2","scheme":{{"type":"stripe","tolerance_seconds":300}},
@@ -190,6 +188,14 @@ pub fn signed_headers(
 ) -> Option<Vec<(String, String)>> {
     let h = |k: &str, v: String| (k.to_owned(), v);
     Some(match scheme {
+        // The real senders' Base64 for odd body lengths, the README's hex for even ones.
+        Scheme::ReservationSystem { header } if body.len() % 2 == 1 => {
+            vec![h(header, scheme::sign_reservation_system(secret, body))]
+        }
+        Scheme::ReservationSystem { header } => vec![h(
+            header,
+            signature::signature_header_value(secret.as_bytes(), body),
+        )],
         Scheme::HmacSha256Hex {
             header,
             prefix,
@@ -403,6 +409,27 @@ fn check_accepted(
             ours.contains(&hex(&tag)),
             "accepted a signature of no configured secret"
         );
+    }
+    if let Scheme::ReservationSystem { header } = &hook.scheme
+        && !hook.allow_unsigned
+    {
+        let value = lookup(header).expect("accepted without its signature header");
+        let value = value.trim();
+        let ours = [SECRET, PREVIOUS].map(|s| {
+            [
+                scheme::sign_reservation_system(s, body),
+                signature::sign_hex(s.as_bytes(), body),
+            ]
+        });
+        let hex_part = value
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("sha256="))
+            .map(|_| value[7..].to_ascii_lowercase());
+        let matched = ours.iter().any(|[b64, hex]| match &hex_part {
+            Some(h) => h == hex,
+            None => value == b64,
+        });
+        assert!(matched, "accepted a signature of no configured secret");
     }
     if hook.schema == Schema::ReservationEvent {
         // The sidecar validates again with `event::validate` + `check_freshness`: whatever the

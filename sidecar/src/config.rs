@@ -138,7 +138,7 @@ pub struct Args {
     pub notify_url: Option<String>,
 
     /// Seconds one notification attempt may take.
-    #[arg(long, env = "NOTIFICATION_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "NOTIFICATION_TIMEOUT", default_value_t = 5)]
     pub notification_timeout: u64,
 
     /// The notification body: `reservation-be` (what its `/api/notifications/webhook` accepts)
@@ -151,7 +151,7 @@ pub struct Args {
     pub webhook_log_endpoint: String,
 
     /// Seconds one webhook-log attempt may take.
-    #[arg(long, env = "WEBHOOK_LOG_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "WEBHOOK_LOG_TIMEOUT", default_value_t = 5)]
     pub webhook_log_timeout: u64,
 
     /// reservation-be's id of the webhook, for notifications and logs of deliveries that carry

@@ -382,13 +382,14 @@ impl Notifier {
         self.notifications.is_some()
     }
 
-    /// The longest one round of notification attempts takes ([`worst_case_round`]).
+    /// The longest one notification takes: a round of attempts ([`worst_case_round`]), and
+    /// one of its outcome's webhook log when logs are on.
     pub fn worst_case_round(&self) -> Duration {
-        worst_case_round(
-            self.notifications
-                .as_ref()
-                .map_or(Duration::ZERO, |e| e.timeout),
-        )
+        [&self.notifications, &self.logs]
+            .into_iter()
+            .flatten()
+            .map(|e| worst_case_round(e.timeout))
+            .sum()
     }
 
     /// The webhook id a notification or log of this reservation quotes back.

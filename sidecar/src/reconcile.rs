@@ -28,7 +28,7 @@ use crate::state::AppState;
 /// delivery attempts (and its webhook log) plus a margin, so a live sender always renews it in
 /// time and no other replica starts the same notification meanwhile.
 pub fn claim_ttl(state: &AppState) -> Duration {
-    2 * state.notifier.worst_case_round() + Duration::from_secs(30)
+    state.notifier.worst_case_round() + Duration::from_secs(30)
 }
 
 /// Re-check delay after a lost resourceVersion race (the newer version also triggers a run).

@@ -44,8 +44,10 @@ macro_rules! conformance {
 conformance!(
     start_provisions_and_end_releases_the_host,
     back_to_back_reservations_on_one_host,
-    an_end_from_a_non_holder_changes_nothing,
+    an_end_releases_only_what_its_reservation_holds,
     hosts_metal3_would_never_provision_are_answered_at_once,
+    a_start_without_a_key_provisions_nothing_and_says_why,
+    a_deletion_releases_and_an_update_moves_the_end,
 );
 
 fn result(a: &Answer) -> (&str, &str) {
@@ -109,7 +111,13 @@ async fn start_provisions_and_end_releases_the_host(kind: OperatorKind) {
         json!({"apiVersion": "reservations.polito.it/v1", "kind": "Reservation", "name": "101", "namespace": b.ns})
     );
     let secret = b.secret("node-1-userdata").await.unwrap();
-    assert!(user_data(&secret).contains("giovanni.mirarchi"));
+    let key = sample(START)["sshPublicKey"].as_str().unwrap().to_owned();
+    let doc: Value = serde_saphyr::from_str(&user_data(&secret)).unwrap();
+    assert_eq!(
+        doc["users"][0]["name"], "prognose",
+        "the site's login account"
+    );
+    assert_eq!(doc["users"][0]["ssh_authorized_keys"], json!([key]));
 
     let started = Instant::now();
     let a = b.post(&sample(END)).await;
@@ -179,12 +187,28 @@ async fn back_to_back_reservations_on_one_host(kind: OperatorKind) {
     .await;
     assert_eq!(host["spec"]["consumerRef"]["name"], "202");
     assert_eq!(host["status"]["provisioning"]["state"], "provisioned");
+    // The next user's key on the site's login account, never the previous user's.
     let s = b.secret("node-2-userdata").await.unwrap();
-    assert!(user_data(&s).contains("name: bob"));
-    assert!(!user_data(&s).contains("giovanni"));
+    let doc = user_data(&s);
+    let bob_blob = include_str!("fixtures/bob.pub")
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+    let first_blob = sample(START)["sshPublicKey"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        doc.contains("name: prognose") && doc.contains(bob_blob),
+        "{doc}"
+    );
+    assert!(!doc.contains(&first_blob), "{doc}");
 }
 
-async fn an_end_from_a_non_holder_changes_nothing(kind: OperatorKind) {
+async fn an_end_releases_only_what_its_reservation_holds(kind: OperatorKind) {
     let Some(mut b) = Bench::with_operator(kind, "cf-nonholder").await else {
         return;
     };
@@ -196,10 +220,8 @@ async fn an_end_from_a_non_holder_changes_nothing(kind: OperatorKind) {
         annotation(v, &format!("{PREFIX}/notified")) == Some("provisioned")
     })
     .await;
-    for (ev, user) in [("999", "keycloak-user-id-123"), ("101", "someone-else")] {
-        let a = b.post(&event(END, ev, user)).await;
-        assert_eq!(result(&a).0, "conflict", "{:?}", a.body);
-    }
+    let a = b.post(&event(END, "999", "keycloak-user-id-123")).await;
+    assert_eq!(result(&a).0, "conflict", "{:?}", a.body);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = b.host("node-3").await;
     assert_eq!(after["spec"], before["spec"]);
@@ -208,6 +230,16 @@ async fn an_end_from_a_non_holder_changes_nothing(kind: OperatorKind) {
     assert_eq!(our_annotations(&after)["event-id"], "101");
     assert!(b.secret("node-3-userdata").await.is_some());
     assert_eq!(b.sink.received().len(), 1);
+    // The owner of a reservation can change between its START and its END (an admin edits
+    // it): the END of the same reservation releases the host, whatever user it names.
+    let a = b.post(&event(END, "101", "someone-else")).await;
+    assert_eq!(result(&a).0, "releasing", "{:?}", a.body);
+    let released = wait_host(&b, "node-3", |v| {
+        annotation(v, &format!("{PREFIX}/phase")) == Some("released")
+    })
+    .await;
+    assert!(released["spec"].get("image").is_none_or(Value::is_null));
+    assert!(b.secret("node-3-userdata").await.is_none());
 }
 
 async fn hosts_metal3_would_never_provision_are_answered_at_once(kind: OperatorKind) {
@@ -380,12 +412,12 @@ async fn images_metal3_would_refuse_stop_the_sidecar_at_start() {
     for (env, says) in [
         (
             vec![("PROVISION_IMAGE", "http://img/u.qcow2")],
-            "PROVISION_IMAGE_CHECKSUM is required",
+            "PROVISION_CHECKSUM is required",
         ),
         (
             vec![
                 ("PROVISION_IMAGE", "file:///img/u.qcow2"),
-                ("PROVISION_IMAGE_CHECKSUM", "abc"),
+                ("PROVISION_CHECKSUM", "abc"),
             ],
             "not an absolute URL with scheme http, https, ftp, gopher, oci",
         ),
@@ -410,5 +442,108 @@ async fn images_metal3_would_refuse_stop_the_sidecar_at_start() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
         assert!(stderr.contains(says), "{env:?}: {stderr}");
+    }
+}
+
+/// reservation-be's envelope for the first reservation of the START sample: `eventType`
+/// `EVENT_DELETED` or `EVENT_UPDATED`, ending at `end`.
+fn envelope(event_type: &str, end: &str, updated_at: &str) -> Value {
+    let start = sample(START);
+    let r = &start["events"][0];
+    json!({
+        "eventType": event_type, "timestamp": jiff::Timestamp::now().to_string(), "webhookId": "5",
+        "data": {"id": 101, "title": "t", "start": r["eventStart"], "end": end, "updatedAt": updated_at,
+                 "resource": {"id": r["resourceId"], "name": r["resourceName"], "status": "ACTIVE",
+                              "type": {"id": 1, "name": "Server"}},
+                 "keycloakId": start["userId"]}
+    })
+}
+
+async fn a_start_without_a_key_provisions_nothing_and_says_why(kind: OperatorKind) {
+    let Some(mut b) = Bench::with_operator(kind, "cf-nokey").await else {
+        return;
+    };
+    b.create_host("node-4", Some(1)).await;
+    b.start_sidecar().await;
+    let mut start = sample(START);
+    start.as_object_mut().unwrap().remove("sshPublicKey");
+    let a = b.post(&start).await;
+    assert_eq!((a.status, result(&a).0), (200, "failed"), "{:?}", a.body);
+    assert!(result(&a).1.contains("no SSH public key"), "{:?}", a.body);
+    let n = notified(&b, 1).await;
+    assert_eq!(n[0]["outcome"], "failed", "{}", n[0]);
+    assert!(
+        n[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no SSH public key")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let host = b.host("node-4").await;
+    assert!(
+        host["spec"].get("image").is_none_or(Value::is_null),
+        "{}",
+        host["spec"]
+    );
+    assert!(host["spec"].get("userData").is_none_or(Value::is_null));
+    assert_eq!(host["status"]["provisioning"]["state"], "available");
+    assert!(b.secret("node-4-userdata").await.is_none());
+    // Its END has nothing to undo and no second notification.
+    let a = b.post(&sample(END)).await;
+    assert_eq!(result(&a).0, "releasing", "{:?}", a.body);
+    wait_host(&b, "node-4", |v| {
+        annotation(v, &format!("{PREFIX}/phase")) == Some("released")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.sink.received().len(), 1);
+}
+
+async fn a_deletion_releases_and_an_update_moves_the_end(kind: OperatorKind) {
+    let Some(mut b) = Bench::with_operator(kind, "cf-deleted").await else {
+        return;
+    };
+    b.create_host("node-5", Some(1)).await;
+    b.start_sidecar().await;
+    b.post(&sample(START)).await;
+    assert_eq!(notified(&b, 1).await[0]["outcome"], "provisioned");
+    // EVENT_UPDATED: the reservation now ends in two days; an older update changes nothing.
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(48)).to_string();
+    let a = b
+        .post(&envelope("EVENT_UPDATED", &later, "2030-01-02T00:00:00Z"))
+        .await;
+    assert_eq!((a.status, result(&a).0), (200, "updated"), "{:?}", a.body);
+    let a = b
+        .post(&envelope(
+            "EVENT_UPDATED",
+            "2031-01-01T00:00:00Z",
+            "2030-01-01T00:00:00Z",
+        ))
+        .await;
+    assert_eq!(result(&a).0, "already_done", "{:?}", a.body);
+    let host = b.host("node-5").await;
+    let end: jiff::Timestamp = our_annotations(&host)["event-end"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(end, later.parse::<jiff::Timestamp>().unwrap());
+    // EVENT_DELETED while active: released as an END would (no END ever follows a deletion).
+    let a = b
+        .post(&envelope("EVENT_DELETED", &later, "2030-01-03T00:00:00Z"))
+        .await;
+    assert_eq!((a.status, result(&a).0), (200, "releasing"), "{:?}", a.body);
+    let n = notified(&b, 2).await;
+    assert_eq!(n[1]["outcome"], "released", "{}", n[1]);
+    let host = b.host("node-5").await;
+    assert_eq!(host["status"]["provisioning"]["state"], "available");
+    assert!(host["spec"].get("image").is_none_or(Value::is_null));
+    assert!(b.secret("node-5-userdata").await.is_none());
+    // Messages nobody acts on: 200, nothing to do.
+    for ty in ["EVENT_CREATED", "RESOURCE_UPDATED", "ALL"] {
+        let a = b.post(&envelope(ty, &later, "2030-01-04T00:00:00Z")).await;
+        assert_eq!(a.status, 200, "{ty}: {:?}", a.body);
+        assert_eq!(a.body["message"], format!("{ty}: nothing to do"));
+        assert_eq!(a.body["results"], json!([]));
     }
 }

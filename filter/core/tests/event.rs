@@ -284,6 +284,15 @@ fn malformed_json_is_reported_at_the_root() {
     let mut trailing = START.to_vec();
     trailing.extend_from_slice(b" {}");
     assert_refused(&trailing, "$", Reason::MalformedJson);
+    // JSON, but not an object: serde would read a struct from an array, field by field.
+    let v: Value = serde_json::from_slice(FLAT_START).unwrap();
+    let as_array: Vec<Value> = v.as_object().unwrap().values().cloned().collect();
+    assert_refused(
+        &serde_json::to_vec(&as_array).unwrap(),
+        "$",
+        Reason::WrongType,
+    );
+    assert_refused(b" 42", "$", Reason::WrongType);
 }
 
 #[test]

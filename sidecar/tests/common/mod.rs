@@ -243,10 +243,13 @@ impl Bench {
             .env("K8S_NAMESPACE", &self.ns)
             .env("SIDECAR_ADDR", addr.to_string())
             .env("PROVISION_IMAGE", IMAGE_URL)
-            .env("PROVISION_IMAGE_CHECKSUM", IMAGE_CHECKSUM)
-            .env("PROVISION_IMAGE_CHECKSUM_TYPE", "sha256")
+            .env("PROVISION_CHECKSUM", IMAGE_CHECKSUM)
+            .env("PROVISION_CHECKSUM_TYPE", "sha256")
             .env("PROVISION_IMAGE_FORMAT", "qcow2")
-            .env("NOTIFY_URL", self.sink.url())
+            .env("NOTIFICATION_ENDPOINT", self.sink.url())
+            // The lifecycle tiers read the sidecar's own body (the documented alternative
+            // format); reservation-be's DTO is asserted by the e2e and real-system tiers.
+            .env("NOTIFICATION_FORMAT", "generic")
             .env("WEBHOOK_SECRET", INBOUND_SECRET)
             .env("NOTIFY_SECRET", NOTIFY_SECRET)
             .env("LOG_LEVEL", "DEBUG")

@@ -52,6 +52,9 @@ pub const SAMPLE_HOSTS: [(&str, &str); 3] = [
     ("lab-server-b1", "4"),
 ];
 
+/// The webhook id a local run and the tests configure (`WEBHOOK_ID`).
+pub const SAMPLE_WEBHOOK_ID: &str = "1";
+
 /// Label the sidecar maps `resourceId` with (its default `BMH_RESOURCE_ID_LABEL`).
 pub const RESOURCE_ID_LABEL: &str = "reservations.polito.it/resource-id";
 
@@ -206,16 +209,19 @@ impl Stack {
             ("K8S_NAMESPACE".into(), namespace.clone()),
             ("SIDECAR_ADDR".into(), sidecar_addr.to_string()),
             ("WEBHOOK_SECRET".into(), opts.secret.clone()),
-            ("NOTIFY_URL".into(), notify_url),
+            ("NOTIFICATION_ENDPOINT".into(), notify_url),
+            // The README's sample carries no webhookId (like processor 0.1.17): the id
+            // reservation-be gave the webhook, for notifications.
+            ("WEBHOOK_ID".into(), SAMPLE_WEBHOOK_ID.into()),
             (
                 "PROVISION_IMAGE".into(),
                 "http://images.example.org/ubuntu-24.04.qcow2".into(),
             ),
             (
-                "PROVISION_IMAGE_CHECKSUM".into(),
+                "PROVISION_CHECKSUM".into(),
                 "http://images.example.org/ubuntu-24.04.qcow2.sha256sum".into(),
             ),
-            ("PROVISION_IMAGE_CHECKSUM_TYPE".into(), "sha256".into()),
+            ("PROVISION_CHECKSUM_TYPE".into(), "sha256".into()),
             ("PROVISION_IMAGE_FORMAT".into(), "qcow2".into()),
             ("LOG_LEVEL".into(), opts.log_level.clone()),
         ];
@@ -447,8 +453,14 @@ fn set_string_values(text: &str, key: &str, value: &str) -> String {
     out
 }
 
-/// `sha256=<hex>` as the reservation system signs.
+/// `X-Webhook-Signature` as the real reservation system signs: standard Base64 of
+/// HMAC-SHA256 of the body (reservation-be checks the sidecar's notifications the same way).
 pub fn sign(secret: &str, body: &[u8]) -> String {
+    webhook_core::scheme::sign_reservation_system(secret, body)
+}
+
+/// The replaced service's README form of the same MAC, `sha256=<hex>` (still accepted).
+pub fn sign_hex(secret: &str, body: &[u8]) -> String {
     webhook_core::signature::signature_header_value(secret.as_bytes(), body)
 }
 

@@ -56,7 +56,7 @@ async fn envoy_restarted_mid_delivery_loses_nothing_and_doubles_nothing() {
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let sink = stack.sink.as_ref().unwrap();
     let got = sink.wait_for(1, WAIT).await.unwrap();
-    assert_eq!(got[0].json().unwrap()["outcome"], "provisioned");
+    assert_eq!(got[0].json().unwrap()["metadata"]["outcome"], "provisioned");
     let host = wait_for_bmh(&admin, &ns, "lab-server-a1", WAIT, |b| {
         b["metadata"]["annotations"]["reservations.polito.it/notified"] == "provisioned"
     })

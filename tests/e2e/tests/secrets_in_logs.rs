@@ -85,7 +85,7 @@ async fn wait_outcome(sink: &kube_harness::NotificationSink, outcome: &str) {
         if sink
             .received()
             .iter()
-            .any(|n| n.json().is_ok_and(|v| v["outcome"] == outcome))
+            .any(|n| n.json().is_ok_and(|v| v["metadata"]["outcome"] == outcome))
         {
             return;
         }
@@ -223,7 +223,7 @@ async fn no_secret_and_no_ssh_key_is_ever_logged_at_the_most_verbose_levels() {
         ),
         {
             let mut v = json(&start);
-            v["username"] = json!("root");
+            v["userId"] = json!("");
             let b = serde_json::to_vec(&v).unwrap();
             let s = sign(SECRET, &b);
             (422, b, vec![json_ct(), ("x-webhook-signature", s)])

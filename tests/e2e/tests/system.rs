@@ -55,15 +55,44 @@ async fn signed_sample_event_provisions_the_host_and_notifies_then_end_releases_
         .await
         .unwrap();
     let got = sink.wait_for(1, WAIT).await.unwrap();
+    // reservation-be's notification DTO, and nothing else.
     let note = got[0].json().unwrap();
-    assert_eq!(note["outcome"], "provisioned");
+    let mut members: Vec<&str> = note
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        [
+            "eventId",
+            "eventType",
+            "message",
+            "metadata",
+            "resourceId",
+            "type",
+            "userId",
+            "webhookId"
+        ]
+    );
+    assert_eq!(note["type"], "SUCCESS");
     assert_eq!(note["eventId"], "101");
-    assert_eq!(note["username"], "giovanni.mirarchi");
+    assert_eq!(note["userId"], "keycloak-user-id-123");
+    assert_eq!(note["webhookId"], e2e::SAMPLE_WEBHOOK_ID);
+    assert_eq!(note["metadata"]["outcome"], "provisioned");
+    assert_eq!(note["metadata"]["username"], "giovanni.mirarchi");
+    let message = note["message"].as_str().unwrap();
+    assert!(
+        message.contains("Lab Server A1") && message.contains("'prognose'"),
+        "{message}"
+    );
     let body = got[0].body.clone();
     assert_eq!(
         got[0].header("x-webhook-signature"),
         Some(sign(&stack.secret, &body).as_str()),
-        "notifications are signed like inbound webhooks"
+        "notifications are signed as reservation-be checks them"
     );
     assert!(got[0].header("idempotency-key").is_some());
 
@@ -81,13 +110,13 @@ async fn signed_sample_event_provisions_the_host_and_notifies_then_end_releases_
         .unwrap()
         .to_string();
 
-    // The Secret: a cloud-config creating the user with the key from the event.
+    // The Secret: a cloud-config putting the key from the event on the site's login account.
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
     let secret = secrets.get(&secret_name).await.unwrap();
     let user_data = secret.data.unwrap()["userData"].0.clone();
     let cloud_config = String::from_utf8(user_data).unwrap();
     assert!(cloud_config.starts_with("#cloud-config"), "{cloud_config}");
-    assert!(cloud_config.contains("giovanni.mirarchi"), "{cloud_config}");
+    assert!(cloud_config.contains("name: prognose"), "{cloud_config}");
     let event = json(&start);
     let key = event["sshPublicKey"].as_str().unwrap();
     assert!(cloud_config.contains(key), "{cloud_config}");
@@ -98,7 +127,8 @@ async fn signed_sample_event_provisions_the_host_and_notifies_then_end_releases_
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     assert_eq!(json(&resp.body)["results"][0]["result"], "releasing");
     let got = sink.wait_for(2, WAIT).await.unwrap();
-    assert_eq!(got[1].json().unwrap()["outcome"], "released");
+    assert_eq!(got[1].json().unwrap()["metadata"]["outcome"], "released");
+    assert_eq!(got[1].json().unwrap()["type"], "INFO");
     let bmh = get_bmh(&admin, &ns, "lab-server-a1").await.unwrap();
     assert_eq!(kube_harness::provisioning_state(&bmh), "available");
     assert!(bmh["spec"]["image"].is_null(), "image removed: {bmh}");
@@ -164,10 +194,10 @@ async fn requests_rejected_at_the_edge_never_reach_the_sidecar() {
             )
             .unwrap(),
         ));
-        // Schema violation, correctly signed: a username that would inject into cloud-config.
+        // Rule violation, correctly signed: a START without its user.
         let evil = String::from_utf8(good.clone())
             .unwrap()
-            .replace("\"giovanni.mirarchi\"", "\"root\\nruncmd: [reboot]\"")
+            .replace("\"keycloak-user-id-123\"", "\"\"")
             .into_bytes();
         let evil_sig = sign(&secret, &evil);
         out.push((

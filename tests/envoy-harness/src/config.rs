@@ -7,7 +7,8 @@ use std::time::Duration;
 
 /// Default plugin configuration of the deployment: the reservation webhook on `/webhook`,
 /// current and previous secret from the proxy environment.
-pub const DEFAULT_PLUGIN_CONFIG: &str = r#"{"webhooks":[{"preset":"reservation_system"}],"unmatched":"pass"}"#;
+pub const DEFAULT_PLUGIN_CONFIG: &str =
+    r#"{"webhooks":[{"preset":"reservation_system"}],"unmatched":"pass"}"#;
 
 /// Largest body the buffer filter holds (must be at least every webhook's `max_body_bytes`;
 /// the filter refuses larger caps).

@@ -98,23 +98,16 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
         "MalformedJson",
     );
 
-    // 422 with the JSON path: truncated README key, reserved user, YAML-breaking key comment.
-    let truncated =
-        fresh_event(|v| v["sshPublicKey"] = json!("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAACAQC..."));
-    let body = assert_rejected(&b.post_signed(NEW, &truncated), 422, "ValidationError");
-    assert_eq!(body["field"], "$.sshPublicKey");
-    let root = fresh_event(|v| v["username"] = json!("root"));
-    assert_eq!(
-        assert_rejected(&b.post_signed(NEW, &root), 422, "ValidationError")["field"],
-        "$.username"
-    );
-    let inject = fresh_event(|v| {
-        let k = v["sshPublicKey"].as_str().unwrap().to_owned();
-        v["sshPublicKey"] = json!(format!("{k}\nruncmd: [reboot]"));
+    // 422 with the JSON path: what a START needs is missing or empty.
+    let no_user = fresh_event(|v| v["userId"] = json!(""));
+    let body = assert_rejected(&b.post_signed(NEW, &no_user), 422, "ValidationError");
+    assert_eq!(body["field"], "$.userId");
+    let no_end = fresh_event(|v| {
+        v["events"][0].as_object_mut().unwrap().remove("eventEnd");
     });
     assert_eq!(
-        assert_rejected(&b.post_signed(NEW, &inject), 422, "ValidationError")["field"],
-        "$.sshPublicKey"
+        assert_rejected(&b.post_signed(NEW, &no_end), 422, "ValidationError")["field"],
+        "$.events[0].eventEnd"
     );
     let ends_early =
         fresh_event(|v| v["events"][1]["eventEnd"] = v["events"][1]["eventStart"].clone());
@@ -160,7 +153,7 @@ fn every_rejection_answers_json_and_sends_zero_bytes_upstream() {
         (Outcome::MalformedSignature, 1),
         (Outcome::BadSignature, 2),
         (Outcome::MalformedJson, 1),
-        (Outcome::InvalidEvent, 4),
+        (Outcome::InvalidEvent, 3),
         (Outcome::StaleEvent, 1),
         // Defined at start-up: a scrape shows zeros too.
         (Outcome::StaleTimestamp, 0),
@@ -417,7 +410,7 @@ fn unsigned_mode_forwards_valid_unsigned_events_and_still_validates() {
     let reqs = b.upstream.requests();
     assert_eq!(reqs[0].header_values("x-webhook-verified"), ["unsigned"]);
     assert!(reqs[0].header_values("x-webhook-secret-id").is_empty());
-    let bad = fresh_event(|v| v["username"] = json!("-rf"));
+    let bad = fresh_event(|v| v["events"][0]["resourceId"] = json!(-1));
     assert_rejected(&b.post(&bad, &[]), 422, "ValidationError");
     assert_eq!(b.upstream.requests().len(), 1);
 }

@@ -553,9 +553,9 @@ fn json_schema_artifact_validates_the_reservation_schema_and_the_default_refuses
     let b = Bench::start_full(&config, &[("WEBHOOK_SECRET", NEW)], |c| {
         c.wasm_path = Some(wasm.clone())
     });
-    let root = fresh_event(|v| v["username"] = json!("root"));
-    let body = assert_rejected(&b.post_signed(NEW, &root), 422, "ValidationError");
-    assert_eq!(body["field"], "$.username");
+    let no_user = fresh_event(|v| v["userId"] = json!(""));
+    let body = assert_rejected(&b.post_signed(NEW, &no_user), 422, "ValidationError");
+    assert_eq!(body["field"], "$.userId");
     let no_id = fresh_event(|v| v["events"][0]["resourceId"] = json!("1"));
     let body = assert_rejected(&b.post_signed(NEW, &no_id), 422, "ValidationError");
     assert_eq!(body["field"], "$.events[0].resourceId");
@@ -580,4 +580,104 @@ fn json_schema_artifact_validates_the_reservation_schema_and_the_default_refuses
         }
         Err(e) => panic!("{e}"),
     }
+}
+
+/// A fixture of the core's real-sender shapes with its times moved to now (`timestamp` now,
+/// every start an hour ago, every end in two hours), leaving its shape as the sender wrote it.
+fn real_shape(fixture: &[u8]) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(fixture).unwrap();
+    let now = SystemTime::now();
+    let (start, end) = (
+        rfc3339(now - std::time::Duration::from_secs(3600)),
+        rfc3339(now + std::time::Duration::from_secs(7200)),
+    );
+    v["timestamp"] = json!(rfc3339(now));
+    let move_times = |r: &mut Value, s: &str, e: &str| {
+        if r.get(s).is_some() {
+            r[s] = json!(start);
+            r[e] = json!(end);
+        }
+    };
+    move_times(&mut v, "eventStart", "eventEnd");
+    if let Some(items) = v["events"].as_array_mut() {
+        for r in items {
+            move_times(r, "eventStart", "eventEnd");
+        }
+    }
+    if v["data"].is_object() {
+        move_times(&mut v["data"], "start", "end");
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Every message the real reservation system sends, signed as it signs (standard Base64 of
+/// HMAC-SHA256, no prefix, keyed with the 44-character secret reservation-be generates), passes
+/// the shipped configuration inside Envoy and reaches the upstream byte for byte; the README's
+/// `sha256=<hex>` of the same MAC too; anything else in the header is 401 with zero bytes up.
+#[test]
+fn the_real_reservation_systems_messages_pass_the_shipped_configuration() {
+    const SECRET: &str = "Zm9yLXRlc3RzLW9ubHktbm90LWEtcmVhbC1zZWNyZXQ=";
+    let fixture = |name: &str| {
+        let path = format!(
+            "{}/../../filter/core/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let b = Bench::start(&plugin_config(|_| {}), &[("WEBHOOK_SECRET", SECRET)]);
+    let mut bodies: Vec<(String, Vec<u8>)> = [
+        "flat-start.json",
+        "batch-start-0115.json",
+        "envelope-deleted.json",
+        "envelope-updated.json",
+        "envelope-test.json",
+        "envelope-resource-created.json",
+    ]
+    .iter()
+    .map(|n| ((*n).to_owned(), real_shape(&fixture(n))))
+    .collect();
+    // What reservation-be accepts and the replaced rules refused: a Keycloak username of any
+    // pattern, a user without key, name or e-mail, a key comment with `#` and quotes.
+    let mut flat: Value = serde_json::from_slice(&bodies[0].1).unwrap();
+    flat["username"] = json!("Root Admin");
+    let key = flat["sshPublicKey"].as_str().unwrap().to_owned();
+    flat["sshPublicKey"] = json!(format!("{key} o'brien #lab (2)"));
+    bodies.push((
+        "any username, any comment".into(),
+        serde_json::to_vec(&flat).unwrap(),
+    ));
+    for k in ["username", "email", "sshPublicKey"] {
+        flat.as_object_mut().unwrap().remove(k);
+    }
+    bodies.push((
+        "no key, name or e-mail".into(),
+        serde_json::to_vec(&flat).unwrap(),
+    ));
+    for (i, (name, body)) in bodies.iter().enumerate() {
+        let sig = scheme::sign_reservation_system(SECRET, body);
+        assert_eq!(sig.len(), 44, "Base64 of 32 bytes, padded");
+        let r = b.post(body, &[("x-webhook-signature", &sig)]);
+        assert_eq!(
+            r.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let got = &b.upstream.requests()[i];
+        assert_eq!(&got.body, body, "{name}");
+        assert_eq!(got.header_values("x-webhook-verified"), ["true"], "{name}");
+    }
+    let n = bodies.len();
+    let (_, first) = &bodies[0];
+    ok(&b.post_signed(SECRET, first));
+    let b64 = scheme::sign_reservation_system(SECRET, first);
+    for bad in [
+        b64.trim_end_matches('=').to_owned(),
+        format!("sha256={b64}"),
+        scheme::sign_reservation_system("another-secret-of-44-characters-0123456789=", first),
+    ] {
+        let r = b.post(first, &[("x-webhook-signature", &bad)]);
+        assert_eq!(r.status, 401, "{bad}: {}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(b.upstream.requests().len(), n + 1);
 }

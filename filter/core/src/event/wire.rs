@@ -227,6 +227,14 @@ pub(super) fn user_id_path(shape: Shape) -> &'static str {
 /// START or END; reservation-be's `data` for an UPDATED or DELETED; no reservation for a type
 /// nobody acts on. Absent fields an action needs are [`Reason::Missing`].
 pub(super) fn read(body: &[u8]) -> Result<ReservationMessage<'_>, ValidationError> {
+    // serde would read a struct from an array too, field by field: a message is an object.
+    if body.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
+        let reason = match serde_json::from_slice::<IgnoredAny>(body) {
+            Ok(_) => Reason::WrongType,
+            Err(_) => Reason::MalformedJson,
+        };
+        return Err(ValidationError::at("$", reason));
+    }
     let b: Body<'_> = parse(body)?;
     let event_type = EventType::from_name(&b.event_type);
     let mut user = User {
