@@ -3,7 +3,9 @@
 # for the paths the tests read (eval "$(tools/bootstrap.sh)"). Slow only the first time on a
 # machine: kube-apiserver/etcd, the baremetal-operator and wasm-bindgen-cli are cached outside the
 # repository by version. BMO_BIN/BMO_SRC are printed empty when no baremetal-operator source can
-# be had (its tier is then skipped, loudly); under CI=true that fails instead.
+# be had (its tier is then skipped, loudly); under CI=true that fails instead. The same holds
+# for RESERVATION_* (the real reservation system, built from RESERVATION_SRC by
+# tools/build-reservation.sh into ~/.cache/bmh-webhook/reservation/<hash>/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -45,6 +47,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq >&2
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
+# --- the reservation tier (tests/reservation-harness) ---
+# PostgreSQL's server (the tier runs a private cluster), a JDK and Maven (reservation-be and the
+# event processor are built from source, tools/build-reservation.sh).
+missing=()
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=(); [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  log "apt-get install ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq >&2
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
+# --- end of the reservation tier ---
+
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl ||
   { log "rustup target add x86_64-unknown-linux-musl"; rustup target add x86_64-unknown-linux-musl >&2; }
 crds_dir=$(tools/fetch-crds.sh)
@@ -57,6 +74,8 @@ kustomize_bin=$(tools/build-kustomize.sh)
 bmo=$(tools/build-bmo.sh)
 bmo_src=$(sed -n 's/^BMO_SRC=//p' <<<"$bmo")
 bmo_bin=$(sed -n 's/^BMO_BIN=//p' <<<"$bmo")
+reservation=$(tools/build-reservation.sh)
+field() { sed -n "s/^$1=//p" <<<"$reservation"; }
 
 # --- fuzzing toolchain (issue 9) ----------------------------------------------------------
 # Nightly (rustup, used by fuzz/ only) and cargo-fuzz, built once into
@@ -72,3 +91,7 @@ echo "export BMO_SRC='$bmo_src'"
 echo "export BMO_BIN='$bmo_bin'"
 echo "export CARGO_FUZZ='$cargo_fuzz'"
 echo "export CRDS_DIR='$crds_dir'"
+echo "export RESERVATION_SRC='$(field RESERVATION_SRC)'"
+echo "export RESERVATION_BE_JAR='$(field RESERVATION_BE_JAR)'"
+echo "export RESERVATION_EP_JAR='$(field RESERVATION_EP_JAR)'"
+echo "export RESERVATION_EP_0115_JAR='$(field RESERVATION_EP_0115_JAR)'"

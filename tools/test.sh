@@ -2,7 +2,8 @@
 # The one test command (`make test`): installs what is missing, checks formatting and lints for
 # the native and wasm32 builds, builds the filter artifact, then runs every test tier:
 #   core unit tests natively and under wasm-bindgen-test in Node, the filter inside a real Envoy,
-#   the sidecar against a real kube-apiserver + etcd, and the end-to-end tests.
+#   the sidecar against a real kube-apiserver + etcd, the end-to-end tests, and the reservation
+#   tier (the real reservation-be and event processor against it all).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -41,5 +42,7 @@ step "fuzz the filter core: ${FUZZ_SECONDS:-20} s per target"
 tools/fuzz.sh "${FUZZ_SECONDS:-20}"
 # --- end of fuzzing -----------------------------------------------------------------------
 
-step "all native tests: unit, Envoy, real kube-apiserver, end to end"
+# The reservation tier (tests/reservation-harness, ~8 min, its scenarios concurrently) is part
+# of it: it reads RESERVATION_* (jars), BMO_*, KUBE_TESTBIN, ENVOY_BIN, FILTER_WASM, SIDECAR_BIN.
+step "all native tests: unit, Envoy, real kube-apiserver, end to end, reservation tier"
 cargo test --workspace --locked
