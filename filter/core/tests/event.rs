@@ -293,6 +293,11 @@ fn malformed_json_is_reported_at_the_root() {
         Reason::WrongType,
     );
     assert_refused(b" 42", "$", Reason::WrongType);
+    // Invalid UTF-8 where nobody reads it (found by fuzzing: serde_json skips it unchecked).
+    let mut hidden = TEST_WEBHOOK.to_vec();
+    let at = hidden.windows(4).position(|w| w == b"test").unwrap();
+    hidden[at] = 0x92;
+    assert_refused(&hidden, "$", Reason::MalformedJson);
 }
 
 #[test]

@@ -227,6 +227,11 @@ pub(super) fn user_id_path(shape: Shape) -> &'static str {
 /// START or END; reservation-be's `data` for an UPDATED or DELETED; no reservation for a type
 /// nobody acts on. Absent fields an action needs are [`Reason::Missing`].
 pub(super) fn read(body: &[u8]) -> Result<ReservationMessage<'_>, ValidationError> {
+    // JSON is UTF-8 throughout (RFC 8259), members nobody reads included: serde_json skips
+    // an ignored string without checking it.
+    if std::str::from_utf8(body).is_err() {
+        return Err(ValidationError::at("$", Reason::MalformedJson));
+    }
     // serde would read a struct from an array too, field by field: a message is an object.
     if body.iter().find(|b| !b" \t\r\n".contains(b)) != Some(&b'{') {
         let reason = match serde_json::from_slice::<IgnoredAny>(body) {
