@@ -230,7 +230,9 @@ pub struct WebhookLog {
 
 impl WebhookLog {
     /// The log of an outcome of `n` (after its notification): provisioned and failed as
-    /// EVENT_START, released as EVENT_END.
+    /// EVENT_START, released as EVENT_END. The delivery was handled, so the entry is a success
+    /// whatever the outcome (a failed provisioning is not a failed delivery; reservation-be
+    /// would list it among them); the outcome is in `payload` and `response`.
     pub fn for_outcome(n: &Notification, webhook_id: &str, login_user: &str) -> Self {
         let payload = json!({
             "outcome": n.outcome,
@@ -246,9 +248,9 @@ impl WebhookLog {
                 _ => "EVENT_START",
             },
             payload: truncate_utf16(&payload.to_string(), MAX_LOG_TEXT),
-            status_code: if n.outcome == Phase::Failed { 500 } else { 200 },
+            status_code: 200,
             response: truncate_utf16(&n.message(login_user), MAX_LOG_TEXT),
-            success: n.outcome != Phase::Failed,
+            success: true,
             retry_count: 0,
             resource_id: Some(n.resource_id),
             metadata: json!({"resourceType": "BareMetalHost", "resourceName": n.resource_name,
