@@ -346,8 +346,52 @@ async fn a_user_with_a_key_gets_the_host_until_the_end() {
     assert_ep_delivered(&s, "EVENT_END", Duration::from_secs(60)).await;
     assert_provisioned_and_released_notifications(&s, &u).await;
     assert_be_delivered(&s, "EVENT_CREATED").await;
+    assert_client_logs(&s, &host_name(&s)).await;
     assert_no_failed_logs(&s).await;
     s.stop().await.unwrap();
+}
+
+/// The scenario's host name (the BMH is named after the scenario's namespace).
+fn host_name(s: &Scenario<'_>) -> String {
+    s.resource.name.clone()
+}
+
+/// The client's own entries in the webhook's logs, as admins see them: reservation-be itself
+/// logs only what it sends (EVENT_CREATED and the like), so EVENT_START and EVENT_END rows are
+/// the sidecar's. One per delivery handled (the START, at least one END) and one per outcome
+/// (provisioned, released), naming the host, all successful.
+async fn assert_client_logs(s: &Scenario<'_>, host: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = s.webhook_logs().await.unwrap();
+        let ours = |ty: &'static str| rows.iter().filter(move |r| r.event_type == ty);
+        let outcome = |ty: &'static str, word: &str| {
+            ours(ty).any(|r| r.payload.contains(word) && r.payload.contains(host))
+        };
+        let handled = |ty: &'static str| ours(ty).any(|r| r.payload.contains("\"results\""));
+        let complete = handled("EVENT_START")
+            && handled("EVENT_END")
+            && outcome("EVENT_START", "provisioned")
+            && outcome("EVENT_END", "released");
+        if complete {
+            assert!(
+                ours("EVENT_START")
+                    .chain(ours("EVENT_END"))
+                    .all(|r| r.success),
+                "{rows:#?}"
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client's webhook logs are not all there: {:#?}\n{}",
+            rows.iter()
+                .map(|r| format!("{} {} {}", r.event_type, r.success, r.payload))
+                .collect::<Vec<_>>(),
+            s.context().await
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// A user without an SSH key: nothing is provisioned, and the user gets one ERROR notification
