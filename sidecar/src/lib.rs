@@ -86,7 +86,23 @@ pub async fn run(config: Config) -> Result<()> {
     let controller = reconcile::controller(&state);
     state.cache = Some(controller.store());
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, namespace = %state.config.namespace, "bmh-sidecar listening");
+    let c = &state.config;
+    // What it runs with, secrets aside: a ConfigMap whose names it did not read shows here.
+    tracing::info!(
+        namespace = %c.namespace,
+        provision_image = %c.image.url,
+        provision_checksum = c.image.checksum.as_deref().unwrap_or(""),
+        provision_checksum_type = c.image.checksum_type.as_deref().unwrap_or(""),
+        deprovision_image = c.deprovision_image.as_ref().map_or("", |i| i.url.as_str()),
+        provisioning_timeout_seconds = c.provision_timeout.as_secs(),
+        release_grace_seconds = c.release_grace.map_or(0, |g| g.as_secs()),
+        notification_endpoint = c.notify_url.as_deref().unwrap_or(""),
+        notification_timeout_seconds = c.notification_timeout.as_secs(),
+        webhook_log_endpoint = c.webhook_log_url.as_deref().unwrap_or(""),
+        login_user = %c.login_user,
+        "configuration"
+    );
+    tracing::info!(%addr, namespace = %c.namespace, "bmh-sidecar listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reconciler = tokio::spawn(reconcile::run(controller, state.clone(), async move {
         let mut rx = stop_rx;

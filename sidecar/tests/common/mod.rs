@@ -113,6 +113,9 @@ pub struct Bench {
     runs: usize,
     /// The `REPLICA_ID` of the next sidecar started (default `replica-<n>`).
     next_replica: Option<String>,
+    /// Start the sidecar with `extra_env` only (besides where it runs: `KUBECONFIG`,
+    /// `SIDECAR_ADDR`, `REPLICA_ID`), none of the bench's own settings.
+    only_extra_env: bool,
 }
 
 impl Bench {
@@ -180,6 +183,7 @@ impl Bench {
             sidecar: None,
             replicas: Vec::new(),
             extra_env: Vec::new(),
+            only_extra_env: false,
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
             logs: tempfile::tempdir().unwrap(),
             runs: 0,
@@ -189,6 +193,12 @@ impl Bench {
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.extra_env.push((k.into(), v.into()));
+        self
+    }
+
+    /// The sidecar gets the [`Bench::env`] settings only, none of the bench's own.
+    pub fn with_only_its_env(mut self) -> Self {
+        self.only_extra_env = true;
         self
     }
 
@@ -240,21 +250,23 @@ impl Bench {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("K8S_NAMESPACE", &self.ns)
             .env("SIDECAR_ADDR", addr.to_string())
-            .env("PROVISION_IMAGE", IMAGE_URL)
-            .env("PROVISION_CHECKSUM", IMAGE_CHECKSUM)
-            .env("PROVISION_CHECKSUM_TYPE", "sha256")
-            .env("PROVISION_IMAGE_FORMAT", "qcow2")
-            .env("NOTIFICATION_ENDPOINT", self.sink.url())
-            // The lifecycle tiers read the sidecar's own body (the documented alternative
-            // format); reservation-be's DTO is asserted by the e2e and real-system tiers.
-            .env("NOTIFICATION_FORMAT", "generic")
-            .env("WEBHOOK_SECRET", INBOUND_SECRET)
-            .env("NOTIFY_SECRET", NOTIFY_SECRET)
-            .env("LOG_LEVEL", "DEBUG")
-            .env("REPLICA_ID", &replica)
-            .env("RESYNC_SECONDS", "1");
+            .env("REPLICA_ID", &replica);
+        if !self.only_extra_env {
+            cmd.env("K8S_NAMESPACE", &self.ns)
+                .env("PROVISION_IMAGE", IMAGE_URL)
+                .env("PROVISION_CHECKSUM", IMAGE_CHECKSUM)
+                .env("PROVISION_CHECKSUM_TYPE", "sha256")
+                .env("PROVISION_IMAGE_FORMAT", "qcow2")
+                .env("NOTIFICATION_ENDPOINT", self.sink.url())
+                // The lifecycle tiers read the sidecar's own body (the documented alternative
+                // format); reservation-be's DTO is asserted by the e2e and real-system tiers.
+                .env("NOTIFICATION_FORMAT", "generic")
+                .env("WEBHOOK_SECRET", INBOUND_SECRET)
+                .env("NOTIFY_SECRET", NOTIFY_SECRET)
+                .env("LOG_LEVEL", "DEBUG")
+                .env("RESYNC_SECONDS", "1");
+        }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
