@@ -82,7 +82,7 @@ pub struct StackOptions {
     pub listen_on_all_interfaces: bool,
     /// The shared secret of the webhooks and of the notifications.
     pub secret: String,
-    /// Extra environment for the sidecar (e.g. `PROVISION_TIMEOUT_SECONDS`).
+    /// Extra environment for the sidecar (e.g. `PROVISIONING_TIMEOUT`).
     pub sidecar_env: Vec<(String, String)>,
     /// Where notifications go; None starts a [`NotificationSink`] and uses it.
     pub notify_url: Option<String>,

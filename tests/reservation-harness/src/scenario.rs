@@ -217,15 +217,11 @@ impl<'a> Scenario<'a> {
             ("WEBHOOK_SECRET".into(), webhook.secret.clone()),
             ("WEBHOOK_ID".into(), webhook.id.to_string()),
             ("PROVISION_IMAGE".into(), IMAGE_URL.into()),
-            // Today's names and the real configmap's (PROVISION_CHECKSUM...): whichever the
-            // sidecar reads; unknown variables are ignored.
-            ("PROVISION_IMAGE_CHECKSUM".into(), IMAGE_CHECKSUM.into()),
-            ("PROVISION_IMAGE_CHECKSUM_TYPE".into(), "sha256".into()),
+            // The real deployment's names.
             ("PROVISION_CHECKSUM".into(), IMAGE_CHECKSUM.into()),
             ("PROVISION_CHECKSUM_TYPE".into(), "sha256".into()),
             ("PROVISION_IMAGE_FORMAT".into(), "qcow2".into()),
             ("NOTIFICATION_ENDPOINT".into(), be.notification_endpoint()),
-            ("NOTIFY_URL".into(), be.notification_endpoint()),
             ("WEBHOOK_LOG_ENDPOINT".into(), be.webhook_log_endpoint()),
             ("LOGIN_USER".into(), LOGIN_USER.into()),
             (

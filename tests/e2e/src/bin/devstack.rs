@@ -15,7 +15,7 @@
 //!
 //! Environment: `BMH_WEBHOOK_USE_CLUSTER` (`1`/`true`/`yes` to use your cluster; unset, empty,
 //! `0`, `false`, `no`: local), `BMH_WEBHOOK_OPERATOR` (`bmo` or `stand-in`; default: `bmo` when
-//! built), `WEBHOOK_SECRET` (default [`DEVSTACK_SECRET`]), `PORT`, `NOTIFY_URL`, `LOG_LEVEL`,
+//! built), `WEBHOOK_SECRET` (default [`DEVSTACK_SECRET`]), `PORT`, `NOTIFICATION_ENDPOINT`, `LOG_LEVEL`,
 //! and the sidecar's settings, passed through.
 
 use std::collections::BTreeMap;
@@ -42,16 +42,16 @@ const IMAGE_DEFAULTS: [(&str, &str); 4] = [
         "http://images.example.org/ubuntu-24.04.qcow2",
     ),
     (
-        "PROVISION_IMAGE_CHECKSUM",
+        "PROVISION_CHECKSUM",
         "http://images.example.org/ubuntu-24.04.qcow2.sha256sum",
     ),
-    ("PROVISION_IMAGE_CHECKSUM_TYPE", "sha256"),
+    ("PROVISION_CHECKSUM_TYPE", "sha256"),
     ("PROVISION_IMAGE_FORMAT", "qcow2"),
 ];
 /// Sidecar settings passed through from the environment when set.
 const PASSED_THROUGH: [&str; 9] = [
     "DEPROVISION_IMAGE",
-    "PROVISION_TIMEOUT_SECONDS",
+    "PROVISIONING_TIMEOUT",
     "RELEASE_TIMEOUT_SECONDS",
     "BMH_API_GROUP",
     "BMH_API_VERSION",
@@ -322,7 +322,7 @@ async fn run() -> e2e::Result<()> {
         listen_on_all_interfaces: false,
         secret: secret.clone(),
         sidecar_env,
-        notify_url: env("NOTIFY_URL").filter(|v| !v.is_empty()),
+        notify_url: env("NOTIFICATION_ENDPOINT").filter(|v| !v.is_empty()),
         log_level: env_or("LOG_LEVEL", "INFO"),
         ..StackOptions::default()
     })
@@ -555,8 +555,8 @@ mod tests {
             mine,
             [
                 ("PROVISION_IMAGE", "https://x/os.raw"),
-                ("PROVISION_IMAGE_CHECKSUM", ""),
-                ("PROVISION_IMAGE_CHECKSUM_TYPE", ""),
+                ("PROVISION_CHECKSUM", ""),
+                ("PROVISION_CHECKSUM_TYPE", ""),
                 ("PROVISION_IMAGE_FORMAT", ""),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string()))
