@@ -293,9 +293,12 @@ def main():
                                        "WEBHOOK_BENCH_STAGE"], {"WEBHOOK_BENCH_STAGE": stage},
                                        f"bench artifact, stage {stage}, + buffer"))
         compare_bench = os.environ.get("COMPARE_BENCH_WASM")
+        # A previous build may not read today's plugin configuration: COMPARE_PLUGIN_CONFIG.
+        compare_config = os.environ.get("COMPARE_PLUGIN_CONFIG")
+        compare_args = ["--plugin-config", compare_config] if compare_config else []
         if compare_bench:
             for stage in ("empty", "headers", "buffer", "hmac", "full"):
-                stage_variants.append((f"compare-stage:{stage}", ["--wasm", compare_bench,
+                stage_variants.append((f"compare-stage:{stage}", ["--wasm", compare_bench, *compare_args,
                                        "--host-env-key", "WEBHOOK_BENCH_STAGE"],
                                        {"WEBHOOK_BENCH_STAGE": stage},
                                        f"{os.path.basename(compare_bench)}, stage {stage}, + buffer"))
@@ -303,7 +306,7 @@ def main():
         stage_variants.append(("shipped-nobuffer", ["--wasm", shipped, "--no-buffer"], {},
                                "shipped filter, no buffer filter"))
         if compare:
-            stage_variants.append(("compare", ["--wasm", compare], {},
+            stage_variants.append(("compare", ["--wasm", compare, *compare_args], {},
                                    f"{os.path.basename(compare)} + buffer"))
         for name, args, env, note in stage_variants:
             if not wanted(name) and not wanted(f"flood:{name}"):
@@ -355,7 +358,10 @@ def main():
         fs = start_envoy("filter-sidecar", ["--wasm", shipped, "--upstream", f"127.0.0.1:{sc_port}"])
         ns = start_envoy("plain-sidecar", ["--no-filter", "--upstream", f"127.0.0.1:{sc_port}"])
         if compare:
-            fc = start_envoy("compare-sidecar", ["--wasm", compare, "--upstream", f"127.0.0.1:{sc_port}"])
+            compare_config = os.environ.get("COMPARE_PLUGIN_CONFIG")
+            compare_args = ["--plugin-config", compare_config] if compare_config else []
+            fc = start_envoy("compare-sidecar", ["--wasm", compare, *compare_args,
+                                                 "--upstream", f"127.0.0.1:{sc_port}"])
             add("path:envoy+compare>sidecar", "path", fc["port"], {"envoy": fc["pid"], "backend": sidecar.pid},
                 note=f"Envoy + {os.path.basename(compare)} + buffer -> bmh-sidecar")
             add("flood:envoy+compare>sidecar", "path", fc["port"], {"envoy": fc["pid"], "backend": sidecar.pid},

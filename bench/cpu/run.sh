@@ -12,6 +12,8 @@
 #       COMPARE_WASM=path      one more artifact in the shipped arrangement (e.g. a previous
 #                              build), interleaved with the others
 #       COMPARE_BENCH_WASM=path   that build's benchmark artifact: its stages too
+#       COMPARE_PLUGIN_CONFIG=json  the plugin configuration the compared build reads (default:
+#                              today's; a build older than the `preset` needs its own)
 #       OUT_JSON=path          raw figures
 # Uses ENVOY_BIN / FILTER_WASM / KUBE_TESTBIN / SIDECAR_BIN / KUBE_TESTBENCH if set, else tools/envoy-venv.sh,
 # filter/build.sh, tools/build-testbin.sh. Needs wrk, wasm-opt, python3 (stdlib); the baseline's
