@@ -399,3 +399,36 @@ mod bmo {
         assert_released(&b, &["provisioned", "released"]).await;
     }
 }
+
+/// No END ever comes (the processor lost it, or was down across the end): with two replicas,
+/// the host is released once its end plus RELEASE_GRACE_SECONDS has passed, by exactly one of
+/// them, and the user is told once. A late END then changes nothing.
+#[tokio::test]
+async fn a_lost_end_is_made_up_for_once_by_one_of_two_replicas() {
+    let mut b = Bench::new("lost-end")
+        .await
+        .env("RELEASE_GRACE_SECONDS", "3");
+    b.create_host("node-1", Some(1)).await;
+    b.start_sidecar().await;
+    b.start_replica().await;
+    let mut start = sample(START);
+    let end = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(12)).to_string();
+    for e in start["events"].as_array_mut().unwrap() {
+        e["eventEnd"] = json!(end);
+    }
+    assert_eq!(result(&b.post(&start).await), "provisioning");
+    assert_provisioned(&b, &["provisioned"]).await;
+    let host = wait_host(&b, |v| phase(v) == Some("released")).await;
+    let ended: jiff::Timestamp = end.parse().unwrap();
+    let detail = annotation(&host, &format!("{PREFIX}/detail")).unwrap_or_default();
+    assert!(detail.contains("no EVENT_END or EVENT_DELETED"), "{detail}");
+    assert!(jiff::Timestamp::now() >= ended + jiff::SignedDuration::from_secs(3));
+    assert_released(&b, &["provisioned", "released"]).await;
+    let mut late = sample(END);
+    for e in late["events"].as_array_mut().unwrap() {
+        e["eventEnd"] = json!(end);
+    }
+    assert_eq!(result(&b.post(&late).await), "already_done");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.sink.received().len(), 2);
+}
