@@ -78,7 +78,7 @@ pub async fn reconcile(obj: Arc<DynamicObject>, state: Arc<AppState>) -> Result<
     let started = std::time::Instant::now();
     let host = Host::from_object(&state.keys, &obj);
     let now = Timestamp::now();
-    let step = next_step(&state.keys, &state.policy, &host, now);
+    let step = next_step(&state.policy, &host, now);
     tracing::debug!(bmh = %host.key(), phase = ?host.phase, state = %host.status.state, ?step, "reconcile");
     let kind = StepKind::of(&step);
     let done = carry_out(&state, &host, step, now).await;

@@ -232,8 +232,8 @@ async fn handle_resource(
         let now = Timestamp::now();
         let (keys, policy) = (&state.keys, &state.policy);
         let decision = match message.event_type.action() {
-            Action::Start => decide_start(keys, policy, &host, &req, now),
-            Action::Release => decide_end(keys, policy, &host, &req, now),
+            Action::Start => decide_start(policy, &host, &req, now),
+            Action::Release => decide_end(policy, &host, &req, now),
             Action::Update | Action::Nothing => decide_update(keys, &host, &req),
         };
         match decision.patch {

@@ -210,6 +210,7 @@ impl World {
         World {
             keys: Keys::new(PREFIX),
             policy: Policy {
+                keys: Keys::new(PREFIX),
                 prefix: PREFIX.into(),
                 image: ImageConfig {
                     url: IMAGE.into(),
@@ -370,9 +371,9 @@ impl World {
         for _ in 0..8 {
             let host = self.read(&obj);
             let d = if start {
-                decide_start(&self.keys, &self.policy, &host, &req, self.now)
+                decide_start(&self.policy, &host, &req, self.now)
             } else {
-                decide_end(&self.keys, &self.policy, &host, &req, self.now)
+                decide_end(&self.policy, &host, &req, self.now)
             };
             let done = match &d.patch {
                 None => fresh,
@@ -406,7 +407,7 @@ impl World {
     fn reconcile(&mut self, replica: usize) {
         let (obj, _) = self.snapshot(replica, true);
         let host = self.read(&obj);
-        let step = next_step(&self.keys, &self.policy, &host, self.now);
+        let step = next_step(&self.policy, &host, self.now);
         self.log.push(format!(
             "reconcile {replica} on rv {}: {step:?}",
             host.resource_version

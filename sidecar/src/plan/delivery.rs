@@ -178,13 +178,13 @@ fn refusal(policy: &Policy, host: &Host) -> Option<Decision> {
 /// put on a server (the user is told why; the host is never given an earlier user's key). The
 /// phase entered comes back with the patch.
 pub(super) fn take(
-    keys: &Keys,
     policy: &Policy,
     host: &Host,
     req: &Holder,
     now: Timestamp,
     detail: &str,
 ) -> (Phase, String, Value) {
+    let keys = &policy.keys;
     let (phase, detail) = match req.key_problem() {
         Some(problem) => (Phase::Failed, problem.to_string()),
         None => (Phase::Provisioning, detail.to_owned()),
@@ -205,7 +205,6 @@ pub(super) fn take(
 /// never written has nothing to undo: it is `released` at once, and nobody is told about a
 /// release of a server they never had.
 pub(super) fn release(
-    keys: &Keys,
     policy: &Policy,
     host: &Host,
     holder: &Holder,
@@ -213,6 +212,7 @@ pub(super) fn release(
     now: Timestamp,
     detail: &str,
 ) -> (Phase, Value) {
+    let keys = &policy.keys;
     let ended = with_ended(&host.ended, &holder.event_id, holder.event_end, now);
     let patch = AnnotationPatch::on(keys, &host.resource_version).ended(&ended);
     if phase == Phase::Failed && host.provision_baseline.is_none() && !needs_stop(policy, host) {
@@ -247,12 +247,12 @@ pub(super) fn release(
 
 /// EVENT_START of reservation `req` on `host`.
 pub fn decide_start(
-    keys: &Keys,
     policy: &Policy,
     host: &Host,
     req: &Holder,
     now: Timestamp,
 ) -> Decision {
+    let keys = &policy.keys;
     if let Some(end) = req.event_end.filter(|_| req.has_ended(now)) {
         return Decision::answer(
             ResourceOutcome::Expired,
@@ -292,7 +292,7 @@ pub fn decide_start(
                 return queue(keys, host, req, now);
             }
             refusal(policy, host).unwrap_or_else(|| {
-                let (phase, detail, patch) = take(keys, policy, host, req, now, "");
+                let (phase, detail, patch) = take(policy, host, req, now, "");
                 match phase {
                     Phase::Failed => Decision::write(ResourceOutcome::Failed, detail, patch),
                     _ => Decision::write(
@@ -339,12 +339,12 @@ fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
 /// late START of it never provisions. An outcome (`provisioned`, `failed`) not yet notified
 /// stays owed and is delivered before `released`.
 pub fn decide_end(
-    keys: &Keys,
     policy: &Policy,
     host: &Host,
     req: &Holder,
     now: Timestamp,
 ) -> Decision {
+    let keys = &policy.keys;
     let rv = &host.resource_version;
     if let (Some(phase), Some(holder)) = (held_by(host, req), &host.holder) {
         return match phase {
@@ -352,7 +352,7 @@ pub fn decide_end(
                 // The end as the message says, else as recorded (a DELETED may carry none).
                 let mut holder = holder.clone();
                 holder.event_end = req.event_end.or(holder.event_end);
-                let (to, patch) = release(keys, policy, host, &holder, phase, now, "");
+                let (to, patch) = release(policy, host, &holder, phase, now, "");
                 let detail = match to {
                     Phase::Released => "released: nothing had been provisioned",
                     _ => "release started",
@@ -468,7 +468,7 @@ mod tests {
     use serde_json::json;
 
     fn start(host: &Host, req: &Holder) -> Decision {
-        decide_start(&keys(), &policy(), host, req, now())
+        decide_start(&policy(), host, req, now())
     }
 
     #[test]
@@ -533,12 +533,11 @@ mod tests {
 
     #[test]
     fn an_end_is_remembered_so_a_late_start_is_refused() {
-        let k = keys();
         let a = holder("101", "u1");
         let b = holder("202", "u2");
         // END of a reservation that never got the host (its START was lost or is late).
         let held = host().held(&b, Phase::Provisioned);
-        let d = decide_end(&k, &policy(), &held, &a, now());
+        let d = decide_end(&policy(), &held, &a, now());
         assert_eq!(d.outcome, ResourceOutcome::HeldByOther);
         let p = d.patch.unwrap();
         assert_eq!(ann(&p, "phase"), &Value::Null, "the holder is untouched");
@@ -547,7 +546,6 @@ mod tests {
         assert!(ended.contains_key("101"));
         // The holder's own END records itself too.
         let d = decide_end(
-            &k,
             &policy(),
             &host().held(&a, Phase::Provisioned),
             &a,
@@ -562,7 +560,7 @@ mod tests {
         // A repeated END of a reservation already remembered writes nothing.
         let mut remembered = host();
         remembered.ended = ended;
-        let d = decide_end(&k, &policy(), &remembered, &a, now());
+        let d = decide_end(&policy(), &remembered, &a, now());
         assert_eq!((d.outcome, d.patch), (ResourceOutcome::AlreadyDone, None));
     }
 
@@ -604,7 +602,7 @@ mod tests {
         assert_eq!(d.detail, QUEUED);
         let mut no_notify = policy();
         no_notify.notify_enabled = false;
-        let d = decide_start(&keys(), &no_notify, &released, &b, now());
+        let d = decide_start(&no_notify, &released, &b, now());
         assert_eq!(d.detail, "provisioning started");
         released.notified = Some(Phase::Released);
         assert_eq!(start(&released, &b).detail, "provisioning started");
@@ -655,16 +653,15 @@ mod tests {
 
     #[test]
     fn end_only_from_the_holder() {
-        let k = keys();
         let a = holder("101", "u1");
         let b = holder("202", "u2");
         let held = host().held(&a, Phase::Provisioned);
         assert_eq!(
-            decide_end(&k, &policy(), &held, &b, now()).outcome,
+            decide_end(&policy(), &held, &b, now()).outcome,
             ResourceOutcome::HeldByOther
         );
         assert_eq!(
-            decide_end(&k, &policy(), &host(), &b, now()).outcome,
+            decide_end(&policy(), &host(), &b, now()).outcome,
             ResourceOutcome::AlreadyDone
         );
         // The owner of a reservation can change between its START and its END (an admin
@@ -672,25 +669,25 @@ mod tests {
         let mut new_owner = a.clone();
         new_owner.user_id = "someone-else".into();
         assert_eq!(
-            decide_end(&k, &policy(), &held, &new_owner, now()).outcome,
+            decide_end(&policy(), &held, &new_owner, now()).outcome,
             ResourceOutcome::Releasing
         );
-        let d = decide_end(&k, &policy(), &held, &a, now());
+        let d = decide_end(&policy(), &held, &a, now());
         assert_eq!(d.outcome, ResourceOutcome::Releasing);
         assert_eq!(ann(d.patch.as_ref().unwrap(), "phase"), "deprovisioning");
-        let end = |p| decide_end(&k, &policy(), &host().held(&a, p), &a, now()).outcome;
+        let end = |p| decide_end(&policy(), &host().held(&a, p), &a, now()).outcome;
         assert_eq!(end(Phase::Deprovisioning), ResourceOutcome::Releasing);
         assert_eq!(end(Phase::Released), ResourceOutcome::AlreadyDone);
         // An END long after its reservation is still honoured.
         let mut late = a.clone();
         late.event_end = Some(at(1));
         assert_eq!(
-            decide_end(&k, &policy(), &held, &late, at(1_000_000)).outcome,
+            decide_end(&policy(), &held, &late, at(1_000_000)).outcome,
             ResourceOutcome::Releasing
         );
         // The end of a queued reservation cancels its queued start.
         let queued = held.with_pending(&b);
-        let d = decide_end(&k, &policy(), &queued, &b, now());
+        let d = decide_end(&policy(), &queued, &b, now());
         assert_eq!(d.outcome, ResourceOutcome::Releasing);
         assert_eq!(
             ann(d.patch.as_ref().unwrap(), "pending-start"),
@@ -718,12 +715,12 @@ mod tests {
             let mut failed = host().held(&a, Phase::Failed);
             failed.detail = d.detail.clone();
             assert_eq!(
-                crate::plan::next_step(&keys(), &policy(), &failed, now()),
+                crate::plan::next_step(&policy(), &failed, now()),
                 crate::plan::Step::Notify(Phase::Failed)
             );
             // Its END has nothing to undo: released at once, no second notification.
             failed.notified = Some(Phase::Failed);
-            let d = decide_end(&keys(), &policy(), &failed, &a, now());
+            let d = decide_end(&policy(), &failed, &a, now());
             let p = d.patch.unwrap();
             assert_eq!(
                 (ann(&p, "phase"), ann(&p, "notified")),

@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use crate::config::{Config, ImageConfig};
-use crate::model::{ConsumerRef, Holder, Host};
+use crate::model::{ConsumerRef, Holder, Host, Keys};
 
 pub mod claim;
 pub mod delivery;
@@ -42,6 +42,8 @@ pub use steps::{
 /// What planning needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The sidecar's annotation names (under `prefix`).
+    pub keys: Keys,
     /// Annotation prefix: also the group of the reservation's `spec.consumerRef`.
     pub prefix: String,
     /// The image a reservation provisions.
@@ -65,6 +67,7 @@ impl Policy {
     /// The policy of `cfg`.
     pub fn new(cfg: &Config, notify_enabled: bool) -> Self {
         Policy {
+            keys: Keys::new(&cfg.annotation_prefix),
             prefix: cfg.annotation_prefix.clone(),
             image: cfg.image.clone(),
             deprovision_image: cfg.deprovision_image.clone(),

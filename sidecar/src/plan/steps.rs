@@ -67,12 +67,12 @@ fn spec_write_metadata(keys: &Keys, host: &Host, now: Timestamp) -> Value {
 
 /// The spec patch that provisions `host` for its holder `h`.
 pub fn provision_patch(
-    keys: &Keys,
     policy: &Policy,
     host: &Host,
     h: &Holder,
     now: Timestamp,
 ) -> Value {
+    let keys = &policy.keys;
     let mut metadata = spec_write_metadata(keys, host, now);
     // The resourceVersion precondition makes this the status as it is at the write.
     metadata["annotations"][keys.provision_baseline.as_str()] =
@@ -91,7 +91,8 @@ pub fn provision_patch(
 /// The spec patch that releases `host`: image and userData removed and the host powered off
 /// (or the deprovision image provisioned, which needs the power on), with Metal3's disk
 /// cleaning on when the policy asks for it.
-pub fn release_patch(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> Value {
+pub fn release_patch(policy: &Policy, host: &Host, now: Timestamp) -> Value {
+    let keys = &policy.keys;
     let (image, online) = match &policy.deprovision_image {
         Some(img) => (image_value(img), true),
         None => (Value::Null, false),
@@ -185,7 +186,8 @@ pub fn transition(keys: &Keys, host: &Host, to: Phase, detail: &str, now: Timest
 }
 
 /// What the reconciler does next for `host`.
-pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> Step {
+pub fn next_step(policy: &Policy, host: &Host, now: Timestamp) -> Step {
+    let keys = &policy.keys;
     let Some(phase) = host.phase else {
         return Step::Idle;
     };
@@ -229,7 +231,7 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
             holder.event_end.map(|t| t.to_string()).unwrap_or_default(),
             policy.release_grace.map_or(0, |g| g.as_secs())
         );
-        let (to, patch) = release(keys, policy, host, holder, phase, now, &detail);
+        let (to, patch) = release(policy, host, holder, phase, now, &detail);
         return Step::Transition(Transition { to, detail, patch });
     }
     match phase {
@@ -276,7 +278,7 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 return failed;
             }
             if !spec_done {
-                return Step::Provision(provision_patch(keys, policy, host, holder, now));
+                return Step::Provision(provision_patch(policy, host, holder, now));
             }
             wait(policy.provision_timeout)
         }
@@ -304,7 +306,7 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 // Removing the user's image is always right, so the release write has no
                 // deadline of its own (a refusal fails the release); Metal3's part does.
                 if !spec_done {
-                    return Step::Release(release_patch(keys, policy, host, now));
+                    return Step::Release(release_patch(policy, host, now));
                 }
                 if let Some(failed) = timed_out(policy.release_timeout, "released") {
                     return failed;
@@ -360,7 +362,7 @@ pub fn next_step(keys: &Keys, policy: &Policy, host: &Host, now: Timestamp) -> S
                 }
                 (Some(p), Phase::Released) => {
                     let (to, detail, patch) =
-                        take(keys, policy, host, p, now, "started from the queue");
+                        take(policy, host, p, now, "started from the queue");
                     Step::Transition(Transition { to, detail, patch })
                 }
                 _ => match release_deadline(policy, host) {
@@ -399,10 +401,10 @@ mod tests {
 
     #[test]
     fn provisioning_writes_the_spec_then_waits_for_metal3() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let a = holder("101", "u1");
         let mut h = host().held(&a, Phase::Provisioning);
-        let Step::Provision(patch) = next_step(&k, &p, &h, now()) else {
+        let Step::Provision(patch) = next_step(&p, &h, now()) else {
             panic!()
         };
         assert_eq!(
@@ -423,11 +425,11 @@ mod tests {
         );
         h = provisioning(&a);
         assert_eq!(
-            next_step(&k, &p, &h, now()),
+            next_step(&p, &h, now()),
             Step::Wait(Duration::from_secs(30))
         );
         h.status.state = S::Provisioned;
-        let Step::Transition(t) = next_step(&k, &p, &h, now()) else {
+        let Step::Transition(t) = next_step(&p, &h, now()) else {
             panic!()
         };
         assert_eq!(
@@ -436,12 +438,12 @@ mod tests {
         );
         // A provisioned status that names another image is not ours yet.
         h.status.image_url = Some("http://img/other".into());
-        assert!(matches!(next_step(&k, &p, &h, now()), Step::Wait(_)));
+        assert!(matches!(next_step(&p, &h, now()), Step::Wait(_)));
     }
 
     #[test]
     fn metal3_retrying_a_failed_deployment_is_followed_not_reported() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let mut h = provisioning(&holder("101", "u1"));
         h.status = Status {
             state: S::Provisioning,
@@ -452,17 +454,17 @@ mod tests {
             ..Status::default()
         };
         assert!(
-            matches!(next_step(&k, &p, &h, now()), Step::Wait(_)),
+            matches!(next_step(&p, &h, now()), Step::Wait(_)),
             "error while provisioning: BMO retries"
         );
         h.status.state = S::Deprovisioning;
         h.status.provisioning_fail_count = 1;
-        assert!(matches!(next_step(&k, &p, &h, now()), Step::Wait(_)));
+        assert!(matches!(next_step(&p, &h, now()), Step::Wait(_)));
         // BMO gave up: the host is available with the retry-limit error.
         h.status.state = S::Available;
         h.status.provisioning_fail_count = 5;
         h.status.error_message = "provisioning failed 5 times, retry limit (5) reached; change image or reset provisioningFailCount to retry".into();
-        let Step::Transition(t) = next_step(&k, &p, &h, now()) else {
+        let Step::Transition(t) = next_step(&p, &h, now()) else {
             panic!()
         };
         assert_eq!(t.to, Phase::Failed);
@@ -477,7 +479,7 @@ mod tests {
 
     #[test]
     fn an_error_left_from_before_does_not_fail_a_new_reservation() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let mut h = provisioning(&holder("101", "u1"));
         h.phase_since = Some(at(100));
         h.status.operational_status = "error".into();
@@ -485,21 +487,21 @@ mod tests {
         h.status.error_message = "provisioning failed 5 times, retry limit (5) reached".into();
         // The attempt that failed started before this reservation's phase.
         h.status.provision_started = Some(at(40));
-        assert!(matches!(next_step(&k, &p, &h, at(101)), Step::Wait(_)));
+        assert!(matches!(next_step(&p, &h, at(101)), Step::Wait(_)));
         h.status.provision_started = None;
-        assert!(matches!(next_step(&k, &p, &h, at(101)), Step::Wait(_)));
+        assert!(matches!(next_step(&p, &h, at(101)), Step::Wait(_)));
         // BMO's second-precision start in the same second as the phase counts as ours.
         h.phase_since = Some(at(100) + jiff::SignedDuration::from_millis(700));
         h.status.provision_started = Some(at(100));
         assert!(matches!(
-            next_step(&k, &p, &h, at(101)),
+            next_step(&p, &h, at(101)),
             Step::Transition(_)
         ));
     }
 
     #[test]
     fn metal3_acting_is_judged_against_the_baseline_written_with_the_spec() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let mut h = provisioning(&holder("101", "u1"));
         h.status.state = S::Available;
         h.status.operational_status = "error".into();
@@ -509,11 +511,11 @@ mod tests {
         h.status.provision_started_raw = Some("1970-01-01T00:00:40Z".into());
         // The spec write recorded this very start: Metal3 has not acted since.
         h.provision_baseline = Some("1970-01-01T00:00:40Z".into());
-        assert!(matches!(next_step(&k, &p, &h, at(50)), Step::Wait(_)));
+        assert!(matches!(next_step(&p, &h, at(50)), Step::Wait(_)));
         // A later attempt (whatever the clocks say) is an attempt on our spec.
         h.status.provision_started = Some(at(30));
         h.status.provision_started_raw = Some("1970-01-01T00:00:30Z".into());
-        let Step::Transition(t) = next_step(&k, &p, &h, at(50)) else {
+        let Step::Transition(t) = next_step(&p, &h, at(50)) else {
             panic!()
         };
         assert!(
@@ -525,7 +527,7 @@ mod tests {
 
     #[test]
     fn metal3_refusing_our_image_again_fails_at_once() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let mut h = provisioning(&holder("101", "u1"));
         h.provision_baseline = Some("1970-01-01T00:00:40Z".into());
         h.status = Status {
@@ -539,7 +541,7 @@ mod tests {
             last_attempted_image_url: Some(p.image.url.clone()),
             ..Status::default()
         };
-        let Step::Transition(t) = next_step(&k, &p, &h, at(50)) else {
+        let Step::Transition(t) = next_step(&p, &h, at(50)) else {
             panic!()
         };
         assert!(
@@ -550,41 +552,41 @@ mod tests {
         );
         // Another image was the last attempt: BMO resets the count and tries ours.
         h.status.last_attempted_image_url = Some("http://img/other".into());
-        assert!(matches!(next_step(&k, &p, &h, at(50)), Step::Wait(_)));
+        assert!(matches!(next_step(&p, &h, at(50)), Step::Wait(_)));
     }
 
     #[test]
     fn a_failed_reservation_stops_metal3_then_notifies() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let mut h = provisioning(&holder("101", "u1"));
         h.phase = Some(Phase::Failed);
         assert_eq!(
-            next_step(&k, &p, &h, now()),
+            next_step(&p, &h, now()),
             Step::Stop(json!({"metadata": {"resourceVersion": "10"},
                               "spec": {"image": null, "userData": null, "online": false}}))
         );
         h.spec.image_url = None;
         h.spec.user_data = None;
         h.spec.online = false;
-        assert_eq!(next_step(&k, &p, &h, now()), Step::Notify(Phase::Failed));
+        assert_eq!(next_step(&p, &h, now()), Step::Notify(Phase::Failed));
     }
 
     #[test]
     fn steps_are_inside_the_timeout() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         // The spec was never written (every write failed): the timeout still fails it.
         let h = host().held(&holder("1", "u"), Phase::Provisioning);
-        let Step::Transition(t) = next_step(&k, &p, &h, at(100)) else {
+        let Step::Transition(t) = next_step(&p, &h, at(100)) else {
             panic!()
         };
         assert_eq!(t.to, Phase::Failed);
         let mut h = provisioning(&holder("1", "u"));
         assert_eq!(
-            next_step(&k, &p, &h, at(95)),
+            next_step(&p, &h, at(95)),
             Step::Wait(Duration::from_secs(5))
         );
         h.status.state = S::Provisioning;
-        let Step::Transition(t) = next_step(&k, &p, &h, at(100)) else {
+        let Step::Transition(t) = next_step(&p, &h, at(100)) else {
             panic!()
         };
         assert_eq!(
@@ -594,11 +596,11 @@ mod tests {
         let mut d = host().held(&holder("1", "u"), Phase::Deprovisioning);
         // The release is written even late (removing the image is always right) ...
         d.spec.image_url = Some(p.image.url.clone());
-        assert!(matches!(next_step(&k, &p, &d, at(100)), Step::Release(_)));
+        assert!(matches!(next_step(&p, &d, at(100)), Step::Release(_)));
         // ... and Metal3 then has its time; past it, the release fails.
         d.spec.image_url = None;
         d.status.state = S::Deprovisioning;
-        let Step::Transition(t) = next_step(&k, &p, &d, at(100)) else {
+        let Step::Transition(t) = next_step(&p, &d, at(100)) else {
             panic!()
         };
         assert!(
@@ -610,26 +612,26 @@ mod tests {
 
     #[test]
     fn work_metal3_finished_during_an_outage_is_success_not_a_timeout() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let mut h = provisioning(&holder("1", "u"));
         h.status.state = S::Provisioned;
-        let Step::Transition(t) = next_step(&k, &p, &h, at(10_000)) else {
+        let Step::Transition(t) = next_step(&p, &h, at(10_000)) else {
             panic!()
         };
         assert_eq!(t.to, Phase::Provisioned);
         // Released while the sidecar was away (or never provisioned at all).
         let d = host().held(&holder("1", "u"), Phase::Deprovisioning);
         assert!(matches!(
-            next_step(&k, &p, &d, at(10_000)),
+            next_step(&p, &d, at(10_000)),
             Step::FinishRelease(_)
         ));
     }
 
     #[test]
     fn a_spec_write_restarts_the_phase_clock() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let h = host().held(&holder("1", "u"), Phase::Provisioning);
-        let Step::Provision(patch) = next_step(&k, &p, &h, at(50)) else {
+        let Step::Provision(patch) = next_step(&p, &h, at(50)) else {
             panic!()
         };
         assert_eq!(ann(&patch, "phase-since"), "1970-01-01T00:00:50Z");
@@ -637,11 +639,11 @@ mod tests {
 
     #[test]
     fn release_powers_off_cleans_and_frees_the_host() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let mut h = provisioning(&holder("1", "u")).with_state("provisioned");
         h.phase = Some(Phase::Deprovisioning);
         h.spec.automated_cleaning_mode = "disabled".into();
-        let Step::Release(patch) = next_step(&k, &p, &h, now()) else {
+        let Step::Release(patch) = next_step(&p, &h, now()) else {
             panic!()
         };
         assert_eq!(
@@ -655,15 +657,15 @@ mod tests {
         h.spec.user_data = None;
         h.spec.online = false;
         h.spec.automated_cleaning_mode = "metadata".into();
-        assert!(matches!(next_step(&k, &p, &h, now()), Step::Wait(_)));
+        assert!(matches!(next_step(&p, &h, now()), Step::Wait(_)));
         h.status.state = S::Available;
         h.status.powered_on = true;
         assert!(
-            matches!(next_step(&k, &p, &h, now()), Step::Wait(_)),
+            matches!(next_step(&p, &h, now()), Step::Wait(_)),
             "still powered on"
         );
         h.status.powered_on = false;
-        let Step::FinishRelease(t) = next_step(&k, &p, &h, now()) else {
+        let Step::FinishRelease(t) = next_step(&p, &h, now()) else {
             panic!()
         };
         assert_eq!(ann(&t.patch, "phase"), "released");
@@ -673,7 +675,7 @@ mod tests {
         keep.release_cleaning = false;
         h.spec.automated_cleaning_mode = "disabled".into();
         assert!(matches!(
-            next_step(&k, &keep, &h, now()),
+            next_step(&keep, &h, now()),
             Step::FinishRelease(_)
         ));
     }
@@ -690,7 +692,7 @@ mod tests {
         let h = host()
             .held(&holder("1", "u"), Phase::Deprovisioning)
             .with_state("provisioned");
-        let Step::Release(patch) = next_step(&keys(), &p, &h, now()) else {
+        let Step::Release(patch) = next_step(&p, &h, now()) else {
             panic!()
         };
         assert_eq!(
@@ -703,14 +705,14 @@ mod tests {
 
     #[test]
     fn notify_then_take_the_queued_start() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let b = holder("202", "u2");
         let mut h = host()
             .held(&holder("1", "u"), Phase::Released)
             .with_pending(&b);
-        assert_eq!(next_step(&k, &p, &h, now()), Step::Notify(Phase::Released));
+        assert_eq!(next_step(&p, &h, now()), Step::Notify(Phase::Released));
         h.notified = Some(Phase::Released);
-        let Step::Transition(t) = next_step(&k, &p, &h, now()) else {
+        let Step::Transition(t) = next_step(&p, &h, now()) else {
             panic!()
         };
         assert_eq!(t.to, Phase::Provisioning);
@@ -724,7 +726,7 @@ mod tests {
         quiet.notify_enabled = false;
         h.notified = None;
         assert!(matches!(
-            next_step(&k, &quiet, &h, now()),
+            next_step(&quiet, &h, now()),
             Step::Transition(_)
         ));
         let mut failed = host()
@@ -732,24 +734,24 @@ mod tests {
             .with_pending(&b);
         failed.spec.image_url = None;
         assert_eq!(
-            next_step(&k, &p, &failed, now()),
+            next_step(&p, &failed, now()),
             Step::Notify(Phase::Failed)
         );
         // Nothing to do until the reservation's end plus the grace (a day and 600 s away).
         assert_eq!(
-            next_step(&k, &quiet, &failed, now()),
+            next_step(&quiet, &failed, now()),
             Step::Wait(Duration::from_secs(86_400 + 600 - 10))
         );
-        assert_eq!(next_step(&k, &p, &host(), now()), Step::Idle);
+        assert_eq!(next_step(&p, &host(), now()), Step::Idle);
     }
 
     #[test]
     fn an_outcome_not_yet_notified_is_owed_and_delivered_before_released() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let a = holder("101", "u1");
         // Provisioned, the receiver down: the END moves the host on, the outcome stays owed.
         let mut h = host().held(&a, Phase::Provisioned);
-        let d = decide_end(&k, &p, &h, &a, now());
+        let d = decide_end(&p, &h, &a, now());
         let owed = ann(d.patch.as_ref().unwrap(), "notify-owed")
             .as_str()
             .unwrap();
@@ -762,41 +764,41 @@ mod tests {
         h.spec.image_url = Some(p.image.url.clone());
         h.spec.online = true;
         // The release is written first; the owed notification goes out while Metal3 works.
-        assert!(matches!(next_step(&k, &p, &h, now()), Step::Release(_)));
+        assert!(matches!(next_step(&p, &h, now()), Step::Release(_)));
         h.spec.image_url = None;
         h.spec.online = false;
         h.status.state = S::Deprovisioning;
         assert_eq!(
-            next_step(&k, &p, &h, now()),
+            next_step(&p, &h, now()),
             Step::Notify(Phase::Provisioned)
         );
         // Released: still the owed one first.
         h.phase = Some(Phase::Released);
         assert_eq!(
-            next_step(&k, &p, &h, now()),
+            next_step(&p, &h, now()),
             Step::Notify(Phase::Provisioned)
         );
         h.owed = None;
-        assert_eq!(next_step(&k, &p, &h, now()), Step::Notify(Phase::Released));
+        assert_eq!(next_step(&p, &h, now()), Step::Notify(Phase::Released));
         // Already notified, or never reached: nothing owed.
         let mut done = host().held(&a, Phase::Provisioned);
         done.notified = Some(Phase::Provisioned);
-        let d = decide_end(&k, &p, &done, &a, now());
+        let d = decide_end(&p, &done, &a, now());
         assert_eq!(ann(d.patch.as_ref().unwrap(), "notify-owed"), &Value::Null);
-        let d = decide_end(&k, &p, &host().held(&a, Phase::Provisioning), &a, now());
+        let d = decide_end(&p, &host().held(&a, Phase::Provisioning), &a, now());
         assert_eq!(ann(d.patch.as_ref().unwrap(), "notify-owed"), &Value::Null);
     }
 
     #[test]
     fn a_queued_start_whose_reservation_ended_is_dropped_not_provisioned() {
-        let (k, p) = (keys(), policy());
+        let p = policy();
         let mut b = holder("202", "u2");
         b.event_end = Some(at(5));
         let mut h = host()
             .held(&holder("1", "u"), Phase::Released)
             .with_pending(&b);
         h.notified = Some(Phase::Released);
-        let Step::Transition(t) = next_step(&k, &p, &h, now()) else {
+        let Step::Transition(t) = next_step(&p, &h, now()) else {
             panic!()
         };
         assert_eq!(t.to, Phase::Released);
@@ -811,7 +813,6 @@ mod tests {
 
     #[test]
     fn a_host_whose_end_passed_by_the_grace_without_end_is_released_by_the_sidecar() {
-        let k = keys();
         let mut p = policy();
         p.release_grace = Some(Duration::from_secs(600));
         let a = holder("101", "u1"); // ends a day after the epoch
@@ -820,11 +821,11 @@ mod tests {
         h.notified = Some(Phase::Provisioned);
         // Looked at again exactly when the grace is over.
         assert_eq!(
-            next_step(&k, &p, &h, end),
+            next_step(&p, &h, end),
             Step::Wait(Duration::from_secs(600))
         );
         let later = end + jiff::SignedDuration::from_secs(600);
-        let Step::Transition(t) = next_step(&k, &p, &h, later) else {
+        let Step::Transition(t) = next_step(&p, &h, later) else {
             panic!()
         };
         assert_eq!(t.to, Phase::Deprovisioning);
@@ -839,7 +840,7 @@ mod tests {
         h.phase = Some(Phase::Deprovisioning);
         h.detail = t.detail.clone();
         h.status.state = S::Available;
-        let Step::FinishRelease(f) = next_step(&k, &p, &h, later) else {
+        let Step::FinishRelease(f) = next_step(&p, &h, later) else {
             panic!()
         };
         assert_eq!(ann(&f.patch, "detail"), &json!(t.detail));
@@ -848,11 +849,11 @@ mod tests {
         off.release_grace = None;
         let mut h = host().held(&a, Phase::Provisioned);
         h.notified = Some(Phase::Provisioned);
-        assert_eq!(next_step(&k, &off, &h, later), Step::Idle);
+        assert_eq!(next_step(&off, &h, later), Step::Idle);
         // An update moved the end: the deadline moves with it.
         let mut moved = h.clone();
         moved.holder.as_mut().unwrap().event_end =
             Some(later + jiff::SignedDuration::from_secs(3600));
-        assert!(matches!(next_step(&k, &p, &moved, later), Step::Wait(_)));
+        assert!(matches!(next_step(&p, &moved, later), Step::Wait(_)));
     }
 }
