@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local run need, idempotently, and prints `export` lines
 # for the paths the tests read (eval "$(tools/bootstrap.sh)"). Slow only the first time on a
-# machine: kube-apiserver/etcd, the baremetal-operator and wasm-bindgen-cli are cached outside the
-# repository by version. BMO_BIN/BMO_SRC are printed empty when no baremetal-operator source can
-# be had (its tier is then skipped, loudly); under CI=true that fails instead.
+# machine: kube-apiserver/etcd, the baremetal-operator, istiod/istio-agent and wasm-bindgen-cli
+# are cached outside the repository by version. BMO_BIN/BMO_SRC are printed empty when no
+# baremetal-operator source can be had, ISTIO_TESTBIN when Go is missing (those tiers are then
+# skipped, loudly); under CI=true that fails instead.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -57,6 +58,14 @@ kustomize_bin=$(tools/build-kustomize.sh)
 bmo=$(tools/build-bmo.sh)
 bmo_src=$(sed -n 's/^BMO_SRC=//p' <<<"$bmo")
 bmo_bin=$(sed -n 's/^BMO_BIN=//p' <<<"$bmo")
+# --- the Istio tier (tests/e2e/tests/istio.rs) ---------------------------------------------
+# istiod, istio-agent and crane from the pinned istio.io/istio module, cached by its version in
+# ~/.cache/bmh-webhook/istio-<version>/ (about 15 minutes cold; a warm run costs nothing).
+# ISTIO_TESTBIN is printed empty when Go is missing (the tier is then skipped, loudly); under
+# CI=true that fails instead.
+istio=$(tools/build-istio.sh)
+istio_testbin=$(sed -n 's/^ISTIO_TESTBIN=//p' <<<"$istio")
+# --- end of the Istio tier ------------------------------------------------------------------
 
 # --- fuzzing toolchain (issue 9) ----------------------------------------------------------
 # Nightly (rustup, used by fuzz/ only) and cargo-fuzz, built once into
@@ -72,3 +81,4 @@ echo "export BMO_SRC='$bmo_src'"
 echo "export BMO_BIN='$bmo_bin'"
 echo "export CARGO_FUZZ='$cargo_fuzz'"
 echo "export CRDS_DIR='$crds_dir'"
+echo "export ISTIO_TESTBIN='$istio_testbin'"
