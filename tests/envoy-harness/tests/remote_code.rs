@@ -262,7 +262,10 @@ impl RemoteBench {
             admin,
             &[("WEBHOOK_SECRET", NEW), ("WEBHOOK_SECRET_PREVIOUS", OLD)],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!("{e}")
+        });
         RemoteBench {
             envoy,
             upstream,
