@@ -2,7 +2,8 @@
 # The one test command (`make test`): installs what is missing, checks formatting and lints for
 # the native and wasm32 builds, builds the filter artifact, then runs every test tier:
 #   core unit tests natively and under wasm-bindgen-test in Node, the filter inside a real Envoy,
-#   the sidecar against a real kube-apiserver + etcd, and the end-to-end tests.
+#   the sidecar against a real kube-apiserver + etcd, the end-to-end tests, and the Istio tier
+#   (istiod + istio-agent driving Envoy from the shipped WasmPlugin).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,9 +27,10 @@ export SIDECAR_BIN="$root/target/debug/bmh-sidecar"
 # --- images (make images): built before the native tests, which check the archives ---
 step "images: OCI archives in out/images, deployable manifests in out/deploy"
 tools/build-images.sh
-step "images: Istio's own Wasm fetcher (istio.io/istio pkg/wasm) reads the filter image"
-tools/istio-wasm-check.sh
 # --- end of images ---
+# The Istio tier (tests/e2e/tests/istio.rs, in the native tests below) reads out/images and
+# out/deploy/istio-gateway: istiod and istio-agent (ISTIO_TESTBIN, tools/build-istio.sh) pull
+# the filter image from a loopback registry and drive Envoy with it.
 
 step "core tests under wasm-bindgen-test (wasm32-unknown-unknown, Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_DIR/wasm-bindgen-test-runner" \
