@@ -10,7 +10,10 @@ cd "$root"
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "bootstrap"
-eval "$(tools/bootstrap.sh)"
+# Captured first: `eval "$(...)"` would carry on with no exports when bootstrap fails (e.g. a
+# missing baremetal-operator or Istio build under CI=true).
+exports=$(tools/bootstrap.sh)
+eval "$exports"
 
 step "format and lints (native, wasm32-wasip1, wasm32-unknown-unknown)"
 cargo fmt --all -- --check
