@@ -240,7 +240,7 @@ fn accepted(t: &Tier) -> Result<u64> {
     .unwrap_or(0))
 }
 
-/// Counters are flushed to the stats sink asynchronously: wait (bounded) for `want`.
+/// The accepted counter once it has moved past `before` (waited for, bounded).
 fn accepted_now(t: &mut Tier, before: u64) -> Result<u64> {
     let mut now = before;
     t.eventually("the accepted counter moved", |t| {
