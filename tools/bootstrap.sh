@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local run need, idempotently, and prints `export` lines
 # for the paths the tests read (eval "$(tools/bootstrap.sh)"). Slow only the first time on a
-# machine: kube-apiserver/etcd, the baremetal-operator and wasm-bindgen-cli are cached outside the
-# repository by version. BMO_BIN/BMO_SRC are printed empty when no baremetal-operator source can
-# be had (its tier is then skipped, loudly); under CI=true that fails instead. The same holds
-# for RESERVATION_* (the real reservation system, built from RESERVATION_SRC by
-# tools/build-reservation.sh into ~/.cache/bmh-webhook/reservation/<hash>/).
+# machine: kube-apiserver/etcd, the baremetal-operator, istiod/istio-agent, the reservation
+# system and wasm-bindgen-cli are cached outside the repository by version. BMO_BIN/BMO_SRC are
+# printed empty when no baremetal-operator source can be had, ISTIO_TESTBIN when Go is missing,
+# RESERVATION_* when the reservation system cannot be built from RESERVATION_SRC (those tiers
+# are then skipped, loudly); under CI=true that fails instead.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -76,6 +76,14 @@ bmo_src=$(sed -n 's/^BMO_SRC=//p' <<<"$bmo")
 bmo_bin=$(sed -n 's/^BMO_BIN=//p' <<<"$bmo")
 reservation=$(tools/build-reservation.sh)
 field() { sed -n "s/^$1=//p" <<<"$reservation"; }
+# --- the Istio tier (tests/e2e/tests/istio.rs) ---------------------------------------------
+# istiod, istio-agent and crane from the pinned istio.io/istio module, cached by its version in
+# ~/.cache/bmh-webhook/istio-<version>/ (about 15 minutes cold; a warm run costs nothing).
+# ISTIO_TESTBIN is printed empty when Go is missing (the tier is then skipped, loudly); under
+# CI=true that fails instead.
+istio=$(tools/build-istio.sh)
+istio_testbin=$(sed -n 's/^ISTIO_TESTBIN=//p' <<<"$istio")
+# --- end of the Istio tier ------------------------------------------------------------------
 
 # --- fuzzing toolchain (issue 9) ----------------------------------------------------------
 # Nightly (rustup, used by fuzz/ only) and cargo-fuzz, built once into
@@ -95,3 +103,4 @@ echo "export RESERVATION_SRC='$(field RESERVATION_SRC)'"
 echo "export RESERVATION_BE_JAR='$(field RESERVATION_BE_JAR)'"
 echo "export RESERVATION_EP_JAR='$(field RESERVATION_EP_JAR)'"
 echo "export RESERVATION_EP_0115_JAR='$(field RESERVATION_EP_0115_JAR)'"
+echo "export ISTIO_TESTBIN='$istio_testbin'"

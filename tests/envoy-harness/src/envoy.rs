@@ -85,6 +85,15 @@ pub fn free_port() -> Result<u16> {
         .map_err(|e| Error::Io("read local address", e))
 }
 
+/// What [`Envoy::spawn`] needs beside the bootstrap.
+struct Options<'a> {
+    listener_port: u16,
+    admin_port: u16,
+    log_level: &'a str,
+    component_log_level: &'a str,
+    concurrency: u32,
+}
+
 /// A running Envoy; killed and reaped on drop.
 pub struct Envoy {
     child: Child,
@@ -108,6 +117,38 @@ impl Envoy {
         env: &[(&str, &str)],
         concurrency: u32,
     ) -> Result<Envoy> {
+        let options = Options {
+            listener_port: config.listener_port,
+            admin_port: config.admin_port,
+            log_level: &config.log_level,
+            component_log_level: &config.component_log_level,
+            concurrency,
+        };
+        Self::spawn(bin, &config.render(), &options, env)
+    }
+
+    /// Starts Envoy on a bootstrap written by the caller (`yaml`, whose admin listens on
+    /// 127.0.0.1:`admin_port` and whose main listener is 127.0.0.1:`listener_port`), for
+    /// layouts [`EnvoyConfig`] does not render: dynamic filter configuration (ECDS), other code
+    /// sources. Waits for `/ready` like [`Envoy::start`].
+    pub fn start_bootstrap(
+        yaml: &str,
+        listener_port: u16,
+        admin_port: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Envoy> {
+        let options = Options {
+            listener_port,
+            admin_port,
+            log_level: "info",
+            component_log_level: "",
+            concurrency: 1,
+        };
+        Self::spawn(&envoy_bin()?, yaml, &options, env)
+    }
+
+    fn spawn(bin: &Path, yaml: &str, config: &Options<'_>, env: &[(&str, &str)]) -> Result<Envoy> {
+        let concurrency = config.concurrency;
         let dir = std::env::temp_dir().join(format!(
             "envoy-harness-{}-{}",
             std::process::id(),
@@ -115,7 +156,7 @@ impl Envoy {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io("create temp dir", e))?;
         let cfg_path = dir.join("envoy.yaml");
-        std::fs::write(&cfg_path, config.render()).map_err(|e| Error::Io("write config", e))?;
+        std::fs::write(&cfg_path, yaml).map_err(|e| Error::Io("write config", e))?;
         let log = std::fs::File::create(dir.join("envoy.log"))
             .map_err(|e| Error::Io("create log file", e))?;
         let log2 = log
@@ -129,12 +170,12 @@ impl Envoy {
                 &concurrency.to_string(),
                 "--use-dynamic-base-id",
             ])
-            .args(["-l", &config.log_level, "--disable-hot-restart"])
+            .args(["-l", config.log_level, "--disable-hot-restart"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
         if !config.component_log_level.is_empty() {
-            cmd.args(["--component-log-level", &config.component_log_level]);
+            cmd.args(["--component-log-level", config.component_log_level]);
         }
         for (k, v) in env {
             cmd.env(k, v);

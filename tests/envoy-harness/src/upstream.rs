@@ -60,8 +60,13 @@ pub struct RecordingUpstream {
 impl RecordingUpstream {
     /// Binds 127.0.0.1 on a free port and starts accepting.
     pub fn start() -> Result<Self> {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Io("bind upstream", e))?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Binds `addr` (a fixed port where the test owns the network, e.g. a private network
+    /// namespace) and starts accepting.
+    pub fn start_on(addr: SocketAddr) -> Result<Self> {
+        let listener = TcpListener::bind(addr).map_err(|e| Error::Io("bind upstream", e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Io("upstream address", e))?;
