@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::OperatorAccount;
 use crate::error::{Error, Result};
-use crate::model::Holder;
+use crate::model::Reservation;
 
 /// The parts of cloud-config the sidecar writes.
 #[derive(Debug, Serialize)]
@@ -38,7 +38,7 @@ pub fn gecos(user_id: &str) -> String {
 
 /// Renders the userData for `holder`: its key on `login_user`, and the operator account.
 pub fn render(
-    holder: &Holder,
+    holder: &Reservation,
     login_user: &str,
     operator: Option<&OperatorAccount>,
 ) -> Result<String> {

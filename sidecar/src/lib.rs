@@ -38,7 +38,7 @@
 //! - [`config`]: environment variables and flags (clap), checked into [`config::Config`].
 //! - [`error`]: the crate's error type, with the HTTP status and `error_type` of each variant.
 //! - [`model`]: what decisions read: annotation names, [`model::Phase`], [`model::Host`] (read
-//!   from a BMH object), [`model::Holder`] (from an event), the resource-to-host mapping rule.
+//!   from a BMH object), [`model::Reservation`] (from an event), the resource-to-host mapping rule.
 //! - [`plan`]: pure decisions: [`plan::delivery`] (webhook deliveries), [`plan::steps`]
 //!   (reconciler steps and spec patches), [`plan::claim`] (who notifies), [`plan::secret`]
 //!   (the userData Secret rule).

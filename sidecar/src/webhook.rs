@@ -12,12 +12,12 @@ use jiff::Timestamp;
 use kube::api::DynamicObject;
 use serde::Serialize;
 use serde_json::json;
-use webhook_core::event::{Action, Reservation, ReservationMessage};
+use webhook_core::event::{self, Action, ReservationMessage};
 
 use crate::error::{Error, Result};
 use crate::k8s::Write;
 use crate::metrics::inc;
-use crate::model::{Holder, Host, HostLookup, dns1123};
+use crate::model::{Host, HostLookup, Reservation, dns1123};
 use crate::notify::{MAX_LOG_TEXT, WebhookLog, truncate_utf16};
 use crate::plan::{ResourceOutcome, decide_end, decide_start, decide_update};
 use crate::state::AppState;
@@ -173,7 +173,7 @@ fn log_delivery(state: &AppState, message: &ReservationMessage<'_>, accepted: &A
 async fn handle_resource(
     state: &AppState,
     message: &ReservationMessage<'_>,
-    r: &Reservation<'_>,
+    r: &event::Reservation<'_>,
 ) -> Result<ResourceResult> {
     let result = |bmh: Option<String>, outcome: ResourceOutcome, detail: String| ResourceResult {
         event_id: r.event_id.to_string(),
@@ -218,7 +218,7 @@ async fn handle_resource(
             None => return Ok(not_found()),
         },
     };
-    let req = Holder::for_reservation(message, r);
+    let req = Reservation::from_message(message, r);
     let gone = || {
         result(
             None,
@@ -281,12 +281,12 @@ enum Cached {
     NotSynced,
 }
 
-fn miss_key(r: &Reservation<'_>) -> String {
+fn miss_key(r: &event::Reservation<'_>) -> String {
     format!("{}/{}", r.resource_id, dns1123(&r.resource_name))
 }
 
 /// The host of a resource from the watch cache.
-fn find_cached(state: &AppState, r: &Reservation<'_>) -> Cached {
+fn find_cached(state: &AppState, r: &event::Reservation<'_>) -> Cached {
     let Some(store) = state.cache.as_ref() else {
         return Cached::NotSynced;
     };
@@ -357,7 +357,7 @@ impl MissCache {
 
 /// Maps a resource to its BMH: the one labelled with its resourceId, else the one named after
 /// its resourceName.
-async fn find_bmh(state: &AppState, r: &Reservation<'_>) -> Result<Option<DynamicObject>> {
+async fn find_bmh(state: &AppState, r: &event::Reservation<'_>) -> Result<Option<DynamicObject>> {
     let cfg = &state.config;
     let labelled = state
         .kube

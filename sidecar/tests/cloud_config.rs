@@ -8,7 +8,7 @@
 mod common;
 
 use bmh_sidecar::cloudinit::render;
-use bmh_sidecar::model::Holder;
+use bmh_sidecar::model::Reservation;
 use serde_json::{Value, json};
 
 /// Loads each document with `yaml.safe_load` and returns what it became, as JSON.
@@ -74,9 +74,9 @@ fn hostile_values_load_back_unchanged_with_cloud_inits_loader() {
         "\u{1F600}",
         "a:b:c",
     ];
-    let holders: Vec<Holder> = user_ids
+    let holders: Vec<Reservation> = user_ids
         .iter()
-        .map(|id| Holder {
+        .map(|id| Reservation {
             event_id: "101".into(),
             user_id: (*id).into(),
             username: "giovanni.mirarchi".into(),

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bmh_sidecar::config::ImageConfig;
-use bmh_sidecar::model::{AnnotationPatch, Holder, Host, Keys, Phase};
+use bmh_sidecar::model::{AnnotationPatch, Host, Keys, Phase, Reservation};
 use bmh_sidecar::plan::{
     ClaimCheck, ExistingSecret, Policy, SecretAction, Step, claim_notification, decide_end,
     decide_start, next_step, owed_satisfied, secret_action,
@@ -52,26 +52,26 @@ fn t0() -> Timestamp {
 }
 
 #[derive(Debug, Clone)]
-struct Reservation {
+struct Booking {
     event_id: &'static str,
     user: &'static str,
     end: Timestamp,
 }
 
-fn reservations() -> [Reservation; 3] {
+fn reservations() -> [Booking; 3] {
     [
-        Reservation {
+        Booking {
             event_id: "A",
             user: "alice",
             end: t0() + SignedDuration::from_secs(3_000),
         },
-        Reservation {
+        Booking {
             event_id: "B",
             user: "bob",
             end: t0() + SignedDuration::from_secs(6_000),
         },
         // Ends early in the run: its late STARTs must never provision.
-        Reservation {
+        Booking {
             event_id: "C",
             user: "carol",
             end: t0() + SignedDuration::from_secs(400),
@@ -79,9 +79,9 @@ fn reservations() -> [Reservation; 3] {
     ]
 }
 
-impl Reservation {
-    fn holder(&self) -> Holder {
-        Holder {
+impl Booking {
+    fn holder(&self) -> Reservation {
+        Reservation {
             event_id: self.event_id.into(),
             user_id: self.user.into(),
             username: self.user.into(),
@@ -156,7 +156,7 @@ struct StoredSecret {
 struct World {
     keys: Keys,
     policy: Policy,
-    res: [Reservation; 3],
+    res: [Booking; 3],
     host: Value,
     rv: u64,
     secret: Option<StoredSecret>,

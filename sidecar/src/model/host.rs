@@ -1,14 +1,14 @@
 //! The reservation records on a host (holder, owed notification, claim, consumerRef) and
 //! the Metal3 spec and status fields the decisions read, parsed from a BMH object.
 
-use webhook_core::event::{Reservation, ReservationMessage};
+use webhook_core::event::{self, ReservationMessage};
 
 use super::*;
 
 /// A reservation of one host: who, and for which event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Holder {
+pub struct Reservation {
     pub event_id: String,
     pub user_id: String,
     /// The Keycloak username: metadata only (the login account is `LOGIN_USER`); empty when
@@ -34,11 +34,11 @@ pub struct Holder {
     pub updated_at: Option<Timestamp>,
 }
 
-impl Holder {
+impl Reservation {
     /// The same reservation: reservation-be's event ids are unique, and the owner of a
     /// reservation can change between its START and its END (an admin edits it), so the user
     /// is not part of the identity.
-    pub fn same_reservation(&self, other: &Holder) -> bool {
+    pub fn same_reservation(&self, other: &Reservation) -> bool {
         self.event_id == other.event_id
     }
 
@@ -50,6 +50,28 @@ impl Holder {
     /// The reservation's `eventEnd` has passed at `now`.
     pub fn has_ended(&self, now: Timestamp) -> bool {
         self.event_end.is_some_and(|end| end <= now)
+    }
+    /// The holder a message asks for, for one of its reservations.
+    pub fn from_message(
+        message: &ReservationMessage<'_>,
+        r: &event::Reservation<'_>,
+    ) -> Reservation {
+        let time =
+            |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().and_then(|t| t.parse().ok());
+        let text =
+            |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().unwrap_or_default().to_owned();
+        Reservation {
+            event_id: r.event_id.clone().into_owned(),
+            user_id: text(&message.user.user_id),
+            username: text(&message.user.username),
+            ssh_public_key: text(&message.user.ssh_public_key),
+            resource_id: r.resource_id,
+            resource_name: r.resource_name.clone().into_owned(),
+            // Validated as RFC 3339 where the action needs it; otherwise "unknown".
+            event_end: time(&r.end),
+            webhook_id: message.webhook_id.as_deref().map(str::to_owned),
+            updated_at: time(&r.updated_at),
+        }
     }
 }
 
@@ -202,12 +224,12 @@ pub struct Host {
     pub namespace: String,
     pub uid: String,
     pub resource_version: String,
-    pub holder: Option<Holder>,
+    pub holder: Option<Reservation>,
     pub phase: Option<Phase>,
     pub phase_since: Option<Timestamp>,
     pub detail: String,
     pub notified: Option<Phase>,
-    pub pending: Option<Holder>,
+    pub pending: Option<Reservation>,
     /// Who is sending the notification of the current phase, and until when.
     pub notify_claim: Option<Claim>,
     /// Reservations whose END was received: eventId → eventEnd.
@@ -244,7 +266,7 @@ impl Host {
         data: &Value,
     ) -> Host {
         let a = |k: &String| annotations.get(k).map(String::as_str).unwrap_or_default();
-        let holder = (!a(&keys.event_id).is_empty()).then(|| Holder {
+        let holder = (!a(&keys.event_id).is_empty()).then(|| Reservation {
             event_id: a(&keys.event_id).to_owned(),
             user_id: a(&keys.user_id).to_owned(),
             username: a(&keys.username).to_owned(),
@@ -371,9 +393,6 @@ impl Host {
     pub fn has_ended(&self, event_id: &str) -> bool {
         self.ended.contains_key(event_id)
     }
-}
-
-impl Host {
     /// Reads the decision-relevant facts of a BMH object.
     pub fn from_object(keys: &Keys, obj: &kube::api::DynamicObject) -> Host {
         let empty = BTreeMap::new();
@@ -387,26 +406,24 @@ impl Host {
             &obj.data,
         )
     }
-}
 
-impl Holder {
-    /// The holder a message asks for, for one of its reservations.
-    pub fn for_reservation(message: &ReservationMessage<'_>, r: &Reservation<'_>) -> Holder {
-        let time =
-            |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().and_then(|t| t.parse().ok());
-        let text =
-            |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().unwrap_or_default().to_owned();
-        Holder {
-            event_id: r.event_id.clone().into_owned(),
-            user_id: text(&message.user.user_id),
-            username: text(&message.user.username),
-            ssh_public_key: text(&message.user.ssh_public_key),
-            resource_id: r.resource_id,
-            resource_name: r.resource_name.clone().into_owned(),
-            // Validated as RFC 3339 where the action needs it; otherwise "unknown".
-            event_end: time(&r.end),
-            webhook_id: message.webhook_id.as_deref().map(str::to_owned),
-            updated_at: time(&r.updated_at),
-        }
+    /// The spec still asks Metal3 for a reservation's deployment: `image_url` (the provisioning
+    /// image), or this host's userData Secret.
+    pub fn spec_deploys(&self, image_url: &str) -> bool {
+        self.spec.image_url.as_deref() == Some(image_url)
+            || self.spec.user_data.as_deref() == Some(self.secret_name().as_str())
+    }
+
+    /// Whether the queued start `p` will never run: its reservation's eventEnd passed, or its
+    /// END came.
+    pub fn pending_dropped(&self, p: &Reservation, now: Timestamp) -> bool {
+        p.has_ended(now) || self.has_ended(&p.event_id)
+    }
+
+    /// The queued start, unless it will never run.
+    pub fn live_pending(&self, now: Timestamp) -> Option<&Reservation> {
+        self.pending
+            .as_ref()
+            .filter(|p| !self.pending_dropped(p, now))
     }
 }

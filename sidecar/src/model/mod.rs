@@ -222,8 +222,8 @@ pub(crate) mod fixtures {
     }
 
     /// A reservation that ends a day after the unix epoch (the tests' clock runs near it).
-    pub fn holder(event: &str, user: &str) -> Holder {
-        Holder {
+    pub fn holder(event: &str, user: &str) -> Reservation {
+        Reservation {
             event_id: event.into(),
             user_id: user.into(),
             username: format!("{user}-name"),
@@ -258,7 +258,7 @@ pub(crate) mod fixtures {
     }
 
     impl Host {
-        pub fn held(mut self, h: &Holder, phase: Phase) -> Self {
+        pub fn held(mut self, h: &Reservation, phase: Phase) -> Self {
             self.holder = Some(h.clone());
             self.phase = Some(phase);
             self.phase_since = Some(Timestamp::UNIX_EPOCH);
@@ -269,7 +269,7 @@ pub(crate) mod fixtures {
             self.status.state = ProvisioningState::parse(s);
             self
         }
-        pub fn with_pending(mut self, h: &Holder) -> Self {
+        pub fn with_pending(mut self, h: &Reservation) -> Self {
             self.pending = Some(h.clone());
             self
         }

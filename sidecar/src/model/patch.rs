@@ -73,7 +73,7 @@ impl<'k> AnnotationPatch<'k> {
     }
 
     /// Records `h` as the holder (and forgets the previous holder's provision baseline).
-    pub fn holder(self, h: &Holder) -> Self {
+    pub fn holder(self, h: &Reservation) -> Self {
         let k = self.keys;
         self.put(&k.provision_baseline, None)
             .put(&k.event_id, Some(h.event_id.clone()))
@@ -113,7 +113,7 @@ impl<'k> AnnotationPatch<'k> {
     }
 
     /// Records (or clears) the pending start.
-    pub fn pending(self, pending: Option<&Holder>) -> Self {
+    pub fn pending(self, pending: Option<&Reservation>) -> Self {
         let k = self.keys;
         let v = pending.and_then(|p| serde_json::to_string(p).ok());
         self.put(&k.pending, v)

@@ -9,9 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Policy;
-use super::steps::needs_stop;
 use crate::model::{
-    AnnotationPatch, Holder, Host, Keys, Owed, Phase, ProvisioningState, with_ended,
+    AnnotationPatch, Host, Keys, Owed, Phase, ProvisioningState, Reservation, with_ended,
 };
 
 /// Per-resource outcome reported in the reply body (`results[].result`; not the filter's
@@ -104,7 +103,7 @@ impl Decision {
 }
 
 /// The holder's phase when `req`'s reservation holds the host (whoever its user is now).
-fn held_by(host: &Host, req: &Holder) -> Option<Phase> {
+fn held_by(host: &Host, req: &Reservation) -> Option<Phase> {
     match (&host.holder, host.phase) {
         (Some(holder), Some(phase)) if holder.same_reservation(req) => Some(phase),
         _ => None,
@@ -133,7 +132,7 @@ fn availability(policy: &Policy, host: &Host, now: Timestamp) -> Availability {
         Phase::Failed
             if holder.has_ended(now)
                 && notified(Phase::Failed)
-                && !needs_stop(policy, host)
+                && !host.spec_deploys(&policy.image.url)
                 && host.status.state == ProvisioningState::Available =>
         {
             Availability::Free
@@ -180,7 +179,7 @@ fn refusal(policy: &Policy, host: &Host) -> Option<Decision> {
 pub(super) fn take(
     policy: &Policy,
     host: &Host,
-    req: &Holder,
+    req: &Reservation,
     now: Timestamp,
     detail: &str,
 ) -> (Phase, String, Value) {
@@ -207,7 +206,7 @@ pub(super) fn take(
 pub(super) fn release(
     policy: &Policy,
     host: &Host,
-    holder: &Holder,
+    holder: &Reservation,
     phase: Phase,
     now: Timestamp,
     detail: &str,
@@ -215,11 +214,11 @@ pub(super) fn release(
     let keys = &policy.keys;
     let ended = with_ended(&host.ended, &holder.event_id, holder.event_end, now);
     let patch = AnnotationPatch::on(keys, &host.resource_version).ended(&ended);
-    if phase == Phase::Failed && host.provision_baseline.is_none() && !needs_stop(policy, host) {
-        let queued = host
-            .pending
-            .as_ref()
-            .is_some_and(|p| !pending_dropped(host, p, now));
+    if phase == Phase::Failed
+        && host.provision_baseline.is_none()
+        && !host.spec_deploys(&policy.image.url)
+    {
+        let queued = host.live_pending(now).is_some();
         let patch = patch
             .phase(Phase::Released, now, detail)
             .notified(Some(Phase::Released));
@@ -246,12 +245,7 @@ pub(super) fn release(
 }
 
 /// EVENT_START of reservation `req` on `host`.
-pub fn decide_start(
-    policy: &Policy,
-    host: &Host,
-    req: &Holder,
-    now: Timestamp,
-) -> Decision {
+pub fn decide_start(policy: &Policy, host: &Host, req: &Reservation, now: Timestamp) -> Decision {
     let keys = &policy.keys;
     if let Some(end) = req.event_end.filter(|_| req.has_ended(now)) {
         return Decision::answer(
@@ -286,7 +280,7 @@ pub fn decide_start(
             let waiting_other = host
                 .pending
                 .as_ref()
-                .is_some_and(|p| !p.same_reservation(req) && !pending_dropped(host, p, now));
+                .is_some_and(|p| !p.same_reservation(req) && !host.pending_dropped(p, now));
             if waiting_other {
                 // The queued start comes first; the reconciler hands the host over to it.
                 return queue(keys, host, req, now);
@@ -307,18 +301,13 @@ pub fn decide_start(
     }
 }
 
-/// A queued start that will never run: its reservation's eventEnd passed, or its END came.
-pub(super) fn pending_dropped(host: &Host, p: &Holder, now: Timestamp) -> bool {
-    p.has_ended(now) || host.has_ended(&p.event_id)
-}
-
-fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
+fn queue(keys: &Keys, host: &Host, req: &Reservation, now: Timestamp) -> Decision {
     let rv = &host.resource_version;
     match &host.pending {
         Some(p) if p.same_reservation(req) => {
             Decision::answer(ResourceOutcome::Provisioning, QUEUED)
         }
-        Some(p) if !pending_dropped(host, p, now) => Decision::answer(
+        Some(p) if !host.pending_dropped(p, now) => Decision::answer(
             ResourceOutcome::HeldByOther,
             format!(
                 "another reservation (event {}) is already waiting for this host",
@@ -338,12 +327,7 @@ fn queue(keys: &Keys, host: &Host, req: &Holder, now: Timestamp) -> Decision {
 /// its user is now: it only ever frees what this reservation holds, and it is remembered so a
 /// late START of it never provisions. An outcome (`provisioned`, `failed`) not yet notified
 /// stays owed and is delivered before `released`.
-pub fn decide_end(
-    policy: &Policy,
-    host: &Host,
-    req: &Holder,
-    now: Timestamp,
-) -> Decision {
+pub fn decide_end(policy: &Policy, host: &Host, req: &Reservation, now: Timestamp) -> Decision {
     let keys = &policy.keys;
     let rv = &host.resource_version;
     if let (Some(phase), Some(holder)) = (held_by(host, req), &host.holder) {
@@ -405,11 +389,11 @@ pub fn decide_end(
 /// the new one, so the hold, the replay rule and the release after the end all move with it. An
 /// update older than the one applied (reservation-be re-sends a failed delivery long after)
 /// changes nothing.
-pub fn decide_update(keys: &Keys, host: &Host, req: &Holder) -> Decision {
+pub fn decide_update(keys: &Keys, host: &Host, req: &Reservation) -> Decision {
     let Some(end) = req.event_end else {
         return Decision::answer(ResourceOutcome::AlreadyDone, "the update has no end");
     };
-    let newer = |current: &Holder| match (req.updated_at, current.updated_at) {
+    let newer = |current: &Reservation| match (req.updated_at, current.updated_at) {
         (Some(new), Some(applied)) => new > applied,
         _ => true,
     };
@@ -467,7 +451,7 @@ mod tests {
     use crate::plan::fixtures::*;
     use serde_json::json;
 
-    fn start(host: &Host, req: &Holder) -> Decision {
+    fn start(host: &Host, req: &Reservation) -> Decision {
         decide_start(&policy(), host, req, now())
     }
 
@@ -545,12 +529,7 @@ mod tests {
             serde_json::from_str(ann(&p, "ended").as_str().unwrap()).unwrap();
         assert!(ended.contains_key("101"));
         // The holder's own END records itself too.
-        let d = decide_end(
-            &policy(),
-            &host().held(&a, Phase::Provisioned),
-            &a,
-            now(),
-        );
+        let d = decide_end(&policy(), &host().held(&a, Phase::Provisioned), &a, now());
         assert!(
             ann(d.patch.as_ref().unwrap(), "ended")
                 .as_str()

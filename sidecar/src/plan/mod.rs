@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use crate::config::{Config, ImageConfig};
-use crate::model::{ConsumerRef, Holder, Host, Keys};
+use crate::model::{ConsumerRef, Host, Keys, Reservation};
 
 pub mod claim;
 pub mod delivery;
@@ -81,7 +81,7 @@ impl Policy {
     }
 
     /// The consumerRef reservation `h` writes on `host`.
-    fn consumer(&self, host: &Host, h: &Holder) -> ConsumerRef {
+    fn consumer(&self, host: &Host, h: &Reservation) -> ConsumerRef {
         ConsumerRef::reservation(&self.prefix, &host.namespace, &h.event_id)
     }
 }
@@ -118,7 +118,7 @@ pub(crate) mod fixtures {
     }
 
     /// A host whose spec our provisioning has written.
-    pub fn provisioning(h: &Holder) -> Host {
+    pub fn provisioning(h: &Reservation) -> Host {
         let p = policy();
         let mut host = host().held(h, Phase::Provisioning);
         host.spec.image_url = Some(p.image.url.clone());

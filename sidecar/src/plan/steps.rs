@@ -7,10 +7,10 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::Policy;
-use super::delivery::{pending_dropped, release, take};
+use super::delivery::{release, take};
 use crate::config::ImageConfig;
 use crate::model::{
-    AnnotationPatch, Holder, Host, Keys, PROVISIONING_ERROR, Phase, ProvisioningState,
+    AnnotationPatch, Host, Keys, PROVISIONING_ERROR, Phase, ProvisioningState, Reservation,
 };
 
 /// A phase change the reconciler writes, with what it says.
@@ -66,12 +66,7 @@ fn spec_write_metadata(keys: &Keys, host: &Host, now: Timestamp) -> Value {
 }
 
 /// The spec patch that provisions `host` for its holder `h`.
-pub fn provision_patch(
-    policy: &Policy,
-    host: &Host,
-    h: &Holder,
-    now: Timestamp,
-) -> Value {
+pub fn provision_patch(policy: &Policy, host: &Host, h: &Reservation, now: Timestamp) -> Value {
     let keys = &policy.keys;
     let mut metadata = spec_write_metadata(keys, host, now);
     // The resourceVersion precondition makes this the status as it is at the write.
@@ -116,15 +111,9 @@ fn needs_cleaning(policy: &Policy, host: &Host) -> bool {
     policy.release_cleaning && host.spec.automated_cleaning_mode == "disabled"
 }
 
-/// The spec of a failed reservation still asks Metal3 for the user's deployment.
-pub(super) fn needs_stop(policy: &Policy, host: &Host) -> bool {
-    host.spec.image_url.as_deref() == Some(policy.image.url.as_str())
-        || host.spec.user_data.as_deref() == Some(host.secret_name().as_str())
-}
-
 /// The holder, and when its hold ends without an END: its reservation's end plus
 /// `RELEASE_GRACE_SECONDS` (none when the grace is off, or the end unknown).
-fn release_deadline<'h>(policy: &Policy, host: &'h Host) -> Option<(&'h Holder, Timestamp)> {
+fn release_deadline<'h>(policy: &Policy, host: &'h Host) -> Option<(&'h Reservation, Timestamp)> {
     let holder = host.holder.as_ref()?;
     let grace = jiff::SignedDuration::try_from(policy.release_grace?).ok()?;
     let deadline = holder.event_end?.checked_add(grace).ok()?;
@@ -185,197 +174,219 @@ pub fn transition(keys: &Keys, host: &Host, to: Phase, detail: &str, now: Timest
     }
 }
 
-/// What the reconciler does next for `host`.
+/// What the reconciler does next for `host`: the expiry of a reservation whose END never
+/// came, else the step of its phase.
 pub fn next_step(policy: &Policy, host: &Host, now: Timestamp) -> Step {
-    let keys = &policy.keys;
     let Some(phase) = host.phase else {
+        return Step::Idle;
+    };
+    if let Some(expired) = expiry(policy, host, phase, now) {
+        return expired;
+    }
+    match phase {
+        Phase::Provisioning => provisioning_step(policy, host, now),
+        Phase::Deprovisioning => release_step(policy, host, now),
+        Phase::Failed if host.spec_deploys(&policy.image.url) => Step::Stop(stop_patch(host)),
+        Phase::Provisioned | Phase::Failed | Phase::Released => {
+            settled_step(policy, host, phase, now)
+        }
+    }
+}
+
+/// A reservation whose end has passed by the grace with no END or DELETED (the processor lost
+/// it, or was down): released by the sidecar itself, exactly as an END would.
+fn expiry(policy: &Policy, host: &Host, phase: Phase, now: Timestamp) -> Option<Step> {
+    let (holder, deadline) = release_deadline(policy, host)?;
+    let holding = matches!(
+        phase,
+        Phase::Provisioning | Phase::Provisioned | Phase::Failed
+    );
+    if !holding || now < deadline {
+        return None;
+    }
+    let detail = format!(
+        "released after the reservation's end ({}): no EVENT_END or EVENT_DELETED arrived within {}s",
+        holder.event_end.map(|t| t.to_string()).unwrap_or_default(),
+        policy.release_grace.map_or(0, |g| g.as_secs())
+    );
+    let (to, patch) = release(policy, host, holder, phase, now, &detail);
+    Some(Step::Transition(Transition { to, detail, patch }))
+}
+
+/// The phase failed: `timeout` has passed since it began (the reason names `goal` and what
+/// Metal3 shows).
+fn timed_out(
+    policy: &Policy,
+    host: &Host,
+    now: Timestamp,
+    timeout: Duration,
+    goal: &str,
+) -> Option<Step> {
+    (elapsed(host, now) >= timeout).then(|| {
+        let error = if host.status.has_error() {
+            format!(", {}", host.status.error())
+        } else {
+            String::new()
+        };
+        let detail = format!(
+            "not {goal} within {}s (Metal3 state: {}{error})",
+            timeout.as_secs(),
+            host.status.state,
+        );
+        Step::Transition(transition(&policy.keys, host, Phase::Failed, &detail, now))
+    })
+}
+
+/// Look again at the next resync or when `timeout` falls due, whichever comes first.
+fn wait_within(policy: &Policy, host: &Host, now: Timestamp, timeout: Duration) -> Step {
+    Step::Wait(
+        policy
+            .resync
+            .min(timeout.saturating_sub(elapsed(host, now)))
+            .max(Duration::from_millis(200)),
+    )
+}
+
+/// `provisioning`: success first (a sidecar back from an outage finds work Metal3 finished
+/// meanwhile), then Metal3 giving up, then the timeout, then the spec write; a spec write
+/// restarts the phase's clock, so the timeout measures Metal3's time after it.
+fn provisioning_step(policy: &Policy, host: &Host, now: Timestamp) -> Step {
+    let keys = &policy.keys;
+    let Some(holder) = &host.holder else {
         return Step::Idle;
     };
     let fail =
         |detail: String| Step::Transition(transition(keys, host, Phase::Failed, &detail, now));
-    // Fails once `timeout` has passed since the phase began; else looks again at the next
-    // resync or when the timeout falls due, whichever comes first.
-    let timed_out = |timeout: Duration, goal: &str| {
-        (elapsed(host, now) >= timeout).then(|| {
-            fail(format!(
-                "not {goal} within {}s (Metal3 state: {}{})",
-                timeout.as_secs(),
-                host.status.state,
-                if host.status.has_error() {
-                    format!(", {}", host.status.error())
-                } else {
-                    String::new()
-                }
-            ))
-        })
-    };
-    let wait = |timeout: Duration| {
-        Step::Wait(
-            policy
-                .resync
-                .min(timeout.saturating_sub(elapsed(host, now)))
-                .max(Duration::from_millis(200)),
-        )
-    };
-    // A reservation whose end has passed by the grace with no END or DELETED (the processor
-    // lost it, or was down): released by the sidecar itself, exactly as an END would.
-    if let Some((holder, deadline)) = release_deadline(policy, host)
-        && matches!(
-            phase,
-            Phase::Provisioning | Phase::Provisioned | Phase::Failed
-        )
-        && now >= deadline
-    {
-        let detail = format!(
-            "released after the reservation's end ({}): no EVENT_END or EVENT_DELETED arrived within {}s",
-            holder.event_end.map(|t| t.to_string()).unwrap_or_default(),
-            policy.release_grace.map_or(0, |g| g.as_secs())
-        );
-        let (to, patch) = release(policy, host, holder, phase, now, &detail);
-        return Step::Transition(Transition { to, detail, patch });
+    let spec = &host.spec;
+    let spec_done = spec.image_url.as_deref() == Some(policy.image.url.as_str())
+        && spec.user_data.as_deref() == Some(host.secret_name().as_str())
+        && spec.online
+        && spec.consumer_ref.as_ref() == Some(&policy.consumer(host, holder));
+    let status = &host.status;
+    // The operator reports the image it provisioned; when it does, it must be ours (a host
+    // re-provisioned from another image still shows the old `provisioned`).
+    let ours = status
+        .image_url
+        .as_deref()
+        .is_none_or(|u| u == policy.image.url);
+    if spec_done && status.state == ProvisioningState::Provisioned && ours {
+        return Step::Transition(transition(keys, host, Phase::Provisioned, "", now));
     }
-    match phase {
-        // In both waiting phases: success first (a sidecar back from an outage finds work
-        // Metal3 finished meanwhile); a spec write restarts the phase's clock, so the timeout
-        // measures Metal3's time after it.
-        Phase::Provisioning => {
-            let Some(holder) = &host.holder else {
-                return Step::Idle;
-            };
-            let spec = &host.spec;
-            let spec_done = spec.image_url.as_deref() == Some(policy.image.url.as_str())
-                && spec.user_data.as_deref() == Some(host.secret_name().as_str())
-                && spec.online
-                && spec.consumer_ref.as_ref() == Some(&policy.consumer(host, holder));
-            let status = &host.status;
-            // The operator reports the image it provisioned; when it does, it must be ours
-            // (a host re-provisioned from another image still shows the old `provisioned`).
-            let ours = status
-                .image_url
-                .as_deref()
-                .is_none_or(|u| u == policy.image.url);
-            if spec_done && status.state == ProvisioningState::Provisioned && ours {
-                return Step::Transition(transition(keys, host, Phase::Provisioned, "", now));
+    // While BMO retries (error while provisioning, deprovisioning between attempts) the
+    // reservation waits; it fails when BMO gives up: an `available` host with a provisioning
+    // error after an attempt on our spec.
+    if spec_done
+        && operator_acted(host)
+        && status.state == ProvisioningState::Available
+        && status.has_error()
+        && status.error_type == PROVISIONING_ERROR
+    {
+        return fail(format!("Metal3 gave up provisioning: {}", status.error()));
+    }
+    if spec_done && operator_refuses_image(policy, host) {
+        return fail(format!(
+            "Metal3 refuses to deploy this image on this host again until its provisioningFailCount is reset: {}",
+            status.error()
+        ));
+    }
+    if let Some(failed) = timed_out(policy, host, now, policy.provision_timeout, "provisioned") {
+        return failed;
+    }
+    if !spec_done {
+        return Step::Provision(provision_patch(policy, host, holder, now));
+    }
+    wait_within(policy, host, now, policy.provision_timeout)
+}
+
+/// `deprovisioning`: the release write, Metal3's time to release, then `released`.
+fn release_step(policy: &Policy, host: &Host, now: Timestamp) -> Step {
+    let spec = &host.spec;
+    let spec_done = !needs_cleaning(policy, host)
+        && spec.user_data.is_none()
+        && match &policy.deprovision_image {
+            None => spec.image_url.is_none() && !spec.online,
+            Some(img) => spec.image_url.as_deref() == Some(img.url.as_str()) && spec.online,
+        };
+    // No fail-fast on `operationalStatus: error` here: the error a failed provisioning left
+    // behind stays on the host while Metal3 deprovisions it. The timeout decides.
+    let status = &host.status;
+    let done = spec_done
+        && match &policy.deprovision_image {
+            None => status.state == ProvisioningState::Available && !status.powered_on,
+            Some(img) => {
+                status.state == ProvisioningState::Provisioned
+                    && status.image_url.as_deref() == Some(img.url.as_str())
             }
-            // While BMO retries (error while provisioning, deprovisioning between attempts)
-            // the reservation waits; it fails when BMO gives up: an `available` host with a
-            // provisioning error after an attempt on our spec.
-            if spec_done
-                && operator_acted(host)
-                && status.state == ProvisioningState::Available
-                && status.has_error()
-                && status.error_type == PROVISIONING_ERROR
-            {
-                return fail(format!("Metal3 gave up provisioning: {}", status.error()));
-            }
-            if spec_done && operator_refuses_image(policy, host) {
-                return fail(format!(
-                    "Metal3 refuses to deploy this image on this host again until its provisioningFailCount is reset: {}",
-                    status.error()
-                ));
-            }
-            if let Some(failed) = timed_out(policy.provision_timeout, "provisioned") {
-                return failed;
-            }
-            if !spec_done {
-                return Step::Provision(provision_patch(policy, host, holder, now));
-            }
-            wait(policy.provision_timeout)
+        };
+    if !done {
+        // Removing the user's image is always right, so the release write has no deadline of
+        // its own (a refusal fails the release); Metal3's part does.
+        if !spec_done {
+            return Step::Release(release_patch(policy, host, now));
         }
-        Phase::Deprovisioning => {
-            let spec = &host.spec;
-            let cleaning_done = !needs_cleaning(policy, host);
-            let spec_done = cleaning_done
-                && spec.user_data.is_none()
-                && match &policy.deprovision_image {
-                    None => spec.image_url.is_none() && !spec.online,
-                    Some(img) => spec.image_url.as_deref() == Some(img.url.as_str()) && spec.online,
-                };
-            // No fail-fast on `operationalStatus: error` here: the error a failed provisioning
-            // left behind stays on the host while Metal3 deprovisions it. The timeout decides.
-            let status = &host.status;
-            let done = spec_done
-                && match &policy.deprovision_image {
-                    None => status.state == ProvisioningState::Available && !status.powered_on,
-                    Some(img) => {
-                        status.state == ProvisioningState::Provisioned
-                            && status.image_url.as_deref() == Some(img.url.as_str())
-                    }
-                };
-            if !done {
-                // Removing the user's image is always right, so the release write has no
-                // deadline of its own (a refusal fails the release); Metal3's part does.
-                if !spec_done {
-                    return Step::Release(release_patch(policy, host, now));
-                }
-                if let Some(failed) = timed_out(policy.release_timeout, "released") {
-                    return failed;
-                }
-                // Nothing to write meanwhile: deliver what the holder is still owed.
-                if let Some(owed) = owed_now(policy, host) {
-                    return Step::Notify(owed);
-                }
-                return wait(policy.release_timeout);
-            }
-            let queued = host
-                .pending
-                .as_ref()
-                .is_some_and(|p| !pending_dropped(host, p, now));
-            // The release's reason (an expiry says so) goes on to `released` and its notification.
-            let mut patch = AnnotationPatch::on(keys, &host.resource_version).phase(
-                Phase::Released,
-                now,
-                &host.detail,
-            );
-            if !queued {
-                // Free for any Metal3 consumer again.
-                patch = patch.consumer_ref(None);
-            }
-            Step::FinishRelease(Transition {
+        if let Some(failed) = timed_out(policy, host, now, policy.release_timeout, "released") {
+            return failed;
+        }
+        // Nothing to write meanwhile: deliver what the holder is still owed.
+        if let Some(owed) = owed_now(policy, host) {
+            return Step::Notify(owed);
+        }
+        return wait_within(policy, host, now, policy.release_timeout);
+    }
+    // The release's reason (an expiry says so) goes on to `released` and its notification.
+    let patch = AnnotationPatch::on(&policy.keys, &host.resource_version).phase(
+        Phase::Released,
+        now,
+        &host.detail,
+    );
+    // Free for any Metal3 consumer again, unless a queued start takes it next.
+    let patch = match host.live_pending(now) {
+        Some(_) => patch,
+        None => patch.consumer_ref(None),
+    };
+    Step::FinishRelease(Transition {
+        to: Phase::Released,
+        detail: host.detail.clone(),
+        patch: patch.build(),
+    })
+}
+
+/// `provisioned`, `failed` (its image removed) or `released`: the notifications in order, then
+/// the queued start, else nothing until the reservation's end plus the grace.
+fn settled_step(policy: &Policy, host: &Host, phase: Phase, now: Timestamp) -> Step {
+    // The holder's earlier outcome first, so notifications arrive in order.
+    if let Some(owed) = owed_now(policy, host) {
+        return Step::Notify(owed);
+    }
+    if policy.notify_enabled && host.notified != Some(phase) {
+        return Step::Notify(phase);
+    }
+    match (&host.pending, phase) {
+        (Some(p), Phase::Released) if host.pending_dropped(p, now) => {
+            Step::Transition(Transition {
                 to: Phase::Released,
-                detail: host.detail.clone(),
-                patch: patch.build(),
+                detail: format!(
+                    "the queued start of event {} was dropped: its reservation has ended",
+                    p.event_id
+                ),
+                patch: AnnotationPatch::on(&policy.keys, &host.resource_version)
+                    .pending(None)
+                    .consumer_ref(None)
+                    .build(),
             })
         }
-        Phase::Failed if needs_stop(policy, host) => Step::Stop(stop_patch(host)),
-        Phase::Provisioned | Phase::Failed | Phase::Released => {
-            // The holder's earlier outcome first, so notifications arrive in order.
-            if let Some(owed) = owed_now(policy, host) {
-                return Step::Notify(owed);
-            }
-            if policy.notify_enabled && host.notified != Some(phase) {
-                return Step::Notify(phase);
-            }
-            match (&host.pending, phase) {
-                (Some(p), Phase::Released) if pending_dropped(host, p, now) => {
-                    Step::Transition(Transition {
-                        to: Phase::Released,
-                        detail: format!(
-                            "the queued start of event {} was dropped: its reservation has ended",
-                            p.event_id
-                        ),
-                        patch: AnnotationPatch::on(keys, &host.resource_version)
-                            .pending(None)
-                            .consumer_ref(None)
-                            .build(),
-                    })
-                }
-                (Some(p), Phase::Released) => {
-                    let (to, detail, patch) =
-                        take(policy, host, p, now, "started from the queue");
-                    Step::Transition(Transition { to, detail, patch })
-                }
-                _ => match release_deadline(policy, host) {
-                    // Looked at again when the reservation's end plus the grace falls due.
-                    Some((_, deadline)) if phase != Phase::Released => {
-                        let left: Duration =
-                            now.duration_until(deadline).try_into().unwrap_or_default();
-                        Step::Wait(left.max(Duration::from_millis(200)))
-                    }
-                    _ => Step::Idle,
-                },
-            }
+        (Some(p), Phase::Released) => {
+            let (to, detail, patch) = take(policy, host, p, now, "started from the queue");
+            Step::Transition(Transition { to, detail, patch })
         }
+        _ => match release_deadline(policy, host) {
+            // Looked at again when the reservation's end plus the grace falls due.
+            Some((_, deadline)) if phase != Phase::Released => {
+                let left: Duration = now.duration_until(deadline).try_into().unwrap_or_default();
+                Step::Wait(left.max(Duration::from_millis(200)))
+            }
+            _ => Step::Idle,
+        },
     }
 }
 
@@ -493,10 +504,7 @@ mod tests {
         // BMO's second-precision start in the same second as the phase counts as ours.
         h.phase_since = Some(at(100) + jiff::SignedDuration::from_millis(700));
         h.status.provision_started = Some(at(100));
-        assert!(matches!(
-            next_step(&p, &h, at(101)),
-            Step::Transition(_)
-        ));
+        assert!(matches!(next_step(&p, &h, at(101)), Step::Transition(_)));
     }
 
     #[test]
@@ -725,18 +733,12 @@ mod tests {
         let mut quiet = p.clone();
         quiet.notify_enabled = false;
         h.notified = None;
-        assert!(matches!(
-            next_step(&quiet, &h, now()),
-            Step::Transition(_)
-        ));
+        assert!(matches!(next_step(&quiet, &h, now()), Step::Transition(_)));
         let mut failed = host()
             .held(&holder("1", "u"), Phase::Failed)
             .with_pending(&b);
         failed.spec.image_url = None;
-        assert_eq!(
-            next_step(&p, &failed, now()),
-            Step::Notify(Phase::Failed)
-        );
+        assert_eq!(next_step(&p, &failed, now()), Step::Notify(Phase::Failed));
         // Nothing to do until the reservation's end plus the grace (a day and 600 s away).
         assert_eq!(
             next_step(&quiet, &failed, now()),
@@ -768,16 +770,10 @@ mod tests {
         h.spec.image_url = None;
         h.spec.online = false;
         h.status.state = S::Deprovisioning;
-        assert_eq!(
-            next_step(&p, &h, now()),
-            Step::Notify(Phase::Provisioned)
-        );
+        assert_eq!(next_step(&p, &h, now()), Step::Notify(Phase::Provisioned));
         // Released: still the owed one first.
         h.phase = Some(Phase::Released);
-        assert_eq!(
-            next_step(&p, &h, now()),
-            Step::Notify(Phase::Provisioned)
-        );
+        assert_eq!(next_step(&p, &h, now()), Step::Notify(Phase::Provisioned));
         h.owed = None;
         assert_eq!(next_step(&p, &h, now()), Step::Notify(Phase::Released));
         // Already notified, or never reached: nothing owed.
@@ -820,10 +816,7 @@ mod tests {
         let mut h = host().held(&a, Phase::Provisioned);
         h.notified = Some(Phase::Provisioned);
         // Looked at again exactly when the grace is over.
-        assert_eq!(
-            next_step(&p, &h, end),
-            Step::Wait(Duration::from_secs(600))
-        );
+        assert_eq!(next_step(&p, &h, end), Step::Wait(Duration::from_secs(600)));
         let later = end + jiff::SignedDuration::from_secs(600);
         let Step::Transition(t) = next_step(&p, &h, later) else {
             panic!()
