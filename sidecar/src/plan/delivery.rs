@@ -124,7 +124,9 @@ fn availability(policy: &Policy, host: &Host, now: Timestamp) -> Availability {
     let (Some(holder), Some(phase)) = (&host.holder, host.phase) else {
         return Availability::Free;
     };
-    let notified = |p: Phase| !policy.notify_enabled || host.notified == Some(p);
+    // Nothing is owed to the holder any more: its notifications went out.
+    let notified =
+        |p: Phase| !policy.notify_enabled || (host.notified == Some(p) && host.owed.is_none());
     match phase {
         Phase::Released if notified(Phase::Released) => Availability::Free,
         // A failed reservation whose time is over frees the host once its image is gone and
@@ -214,21 +216,7 @@ pub(super) fn release(
     let keys = &policy.keys;
     let ended = with_ended(&host.ended, &holder.event_id, holder.event_end, now);
     let patch = AnnotationPatch::on(keys, &host.resource_version).ended(&ended);
-    if phase == Phase::Failed
-        && host.provision_baseline.is_none()
-        && !host.spec_deploys(&policy.image.url)
-    {
-        let queued = host.live_pending(now).is_some();
-        let patch = patch
-            .phase(Phase::Released, now, detail)
-            .notified(Some(Phase::Released));
-        let patch = if queued {
-            patch
-        } else {
-            patch.consumer_ref(None)
-        };
-        return (Phase::Released, patch.build());
-    }
+    // An outcome (`provisioned`, `failed`) not yet notified stays owed, delivered first.
     let owed =
         (policy.notify_enabled && phase != Phase::Provisioning && host.notified != Some(phase))
             .then(|| Owed {
@@ -236,11 +224,24 @@ pub(super) fn release(
                 since: host.phase_since,
                 detail: host.detail.clone(),
             });
-    let patch = patch.phase(Phase::Deprovisioning, now, detail);
-    let patch = match owed {
-        Some(owed) => patch.owed(Some(&owed)),
+    let patch = match &owed {
+        Some(owed) => patch.owed(Some(owed)),
         None => patch,
     };
+    if phase == Phase::Failed
+        && host.provision_baseline.is_none()
+        && !host.spec_deploys(&policy.image.url)
+    {
+        let patch = patch
+            .phase(Phase::Released, now, detail)
+            .notified(Some(Phase::Released));
+        let patch = match host.live_pending(now) {
+            Some(_) => patch,
+            None => patch.consumer_ref(None),
+        };
+        return (Phase::Released, patch.build());
+    }
+    let patch = patch.phase(Phase::Deprovisioning, now, detail);
     (Phase::Deprovisioning, patch.build())
 }
 
