@@ -6,27 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::error::{Error, Result};
-
-/// Why the configuration was refused at start-up ([`Error::Config`]).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Flags or environment variables that do not parse (clap's message, with the usage).
-    #[error("{0}")]
-    Args(#[from] clap::Error),
-    /// A value that parses but breaks a rule (often Metal3's).
-    #[error("{what}")]
-    Invalid {
-        /// What is wrong, naming the variable; never contains a secret.
-        what: String,
-    },
-    /// `NOTIFY_URL` is not a URI.
-    #[error("NOTIFY_URL: {0}")]
-    NotifyUrl(#[source] http::uri::InvalidUri),
-    /// The inbound verification (the filter's own configuration, built from ours) is refused.
-    #[error("inbound verification: {0}")]
-    Inbound(#[source] webhook_core::Error),
-}
+use crate::error::{ConfigError, Error, Result};
 
 /// A [`ConfigError::Invalid`].
 fn invalid(what: String) -> Error {

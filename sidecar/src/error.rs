@@ -9,7 +9,25 @@ use http::StatusCode;
 use webhook_core::error::ErrorBody;
 use webhook_core::event::ValidationError;
 
-use crate::config::ConfigError;
+/// Why the configuration was refused at start-up ([`Error::Config`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Flags or environment variables that do not parse (clap's message, with the usage).
+    #[error("{0}")]
+    Args(#[from] clap::Error),
+    /// A value that parses but breaks a rule (often Metal3's).
+    #[error("{what}")]
+    Invalid {
+        /// What is wrong, naming the variable; never contains a secret.
+        what: String,
+    },
+    /// `NOTIFY_URL` is not a URI.
+    #[error("NOTIFY_URL: {0}")]
+    NotifyUrl(#[source] http::uri::InvalidUri),
+    /// The inbound verification (the filter's own configuration, built from ours) is refused.
+    #[error("inbound verification: {0}")]
+    Inbound(#[source] webhook_core::Error),
+}
 
 /// Everything that can go wrong in the sidecar.
 #[derive(Debug, thiserror::Error)]

@@ -35,8 +35,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{Config, ConfigError, NotificationFormat};
-use crate::error::Result;
+use crate::config::{Config, NotificationFormat};
+use crate::error::{ConfigError, Result};
 use crate::model::{Host, Phase};
 
 /// Header carrying the signature of the body.

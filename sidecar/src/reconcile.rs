@@ -236,7 +236,7 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
         Delivery::Delivered | Delivery::Rejected => {
             match &delivered {
                 Err(e) => {
-                    tracing::error!(bmh = %host.key(), outcome = %phase, key = %n.idempotency_key(), error = %e, "notification refused by the receiver; not retried (check NOTIFY_SECRET/WEBHOOK_SECRET and the webhook id)");
+                    tracing::error!(bmh = %host.key(), outcome = %phase, key = %n.idempotency_key(), error = %e, "notification not delivered, and not retried: sending it again cannot help (a 401 from reservation-be means a wrong WEBHOOK_SECRET or webhook id)");
                 }
                 Ok(()) => {
                     tracing::info!(bmh = %host.key(), outcome = %phase, key = %n.idempotency_key(), "notification delivered");

@@ -14,8 +14,8 @@ use webhook_core::config::{
 use webhook_core::event::ReservationMessage;
 use webhook_core::flow::{self, HeadersDecision, Rejection};
 
-use crate::config::{Config, ConfigError};
-use crate::error::Result;
+use crate::config::Config;
+use crate::error::{ConfigError, Result};
 use crate::server::MAX_BODY;
 
 /// The compiled reservation webhook, as the edge filter is configured for it: the core's

@@ -3,7 +3,13 @@
 
 use webhook_core::event::{self, ReservationMessage};
 
-use super::*;
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{DETACHED_ANNOTATION, Keys, PAUSED_ANNOTATION, Phase, ProvisioningState, secret_name};
 
 /// A reservation of one host: who, and for which event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,20 +5,17 @@
 //!
 //! Pure: no I/O. Both the webhook planner and the reconciler start from a [`Host`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 mod host;
 mod lookup;
 mod patch;
 
-pub use host::*;
-pub use lookup::*;
-pub use patch::*;
+pub use host::{Claim, ConsumerRef, Host, Owed, RESERVATION_KIND, Reservation, Spec, Status};
+pub use lookup::{HostLookup, dns1123, secret_name};
+pub use patch::{AnnotationPatch, with_ended};
 
 /// Metal3's annotation that stops the baremetal-operator from reconciling a host.
 pub const PAUSED_ANNOTATION: &str = "baremetalhost.metal3.io/paused";
@@ -213,6 +210,8 @@ impl fmt::Display for ProvisioningState {
 
 #[cfg(test)]
 pub(crate) mod fixtures {
+    use jiff::Timestamp;
+
     use super::*;
 
     pub const PREFIX: &str = "reservations.polito.it";
@@ -278,6 +277,11 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use jiff::Timestamp;
+    use serde_json::{Value, json};
+
     use super::fixtures::*;
     use super::*;
 

@@ -1,7 +1,12 @@
 //! The annotation writes: the merge patch of the sidecar's own annotations and the bounded
 //! list of ended reservations.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::{Claim, ConsumerRef, Keys, MAX_ENDED, Owed, Phase, Reservation};
 
 /// `ended` plus `event_id` (ending at `event_end`), without the entries whose eventEnd has
 /// passed at `now`, at most [`MAX_ENDED`] (the earliest ends are dropped first).
