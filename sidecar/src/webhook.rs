@@ -302,7 +302,7 @@ fn find_cached(state: &AppState, r: &event::Reservation<'_>) -> Cached {
             .and_then(|l| l.get(label))
             .is_some_and(|v| *v == id)
     });
-    let name = match HostLookup::from_labelled(labelled, &r.resource_name) {
+    let name = match lookup(labelled, r) {
         HostLookup::Labelled(one) => return Cached::Found(one),
         HostLookup::ByName { name: None, .. } => return Cached::Missing,
         HostLookup::ByName {
@@ -355,6 +355,22 @@ impl MissCache {
     }
 }
 
+/// [`HostLookup::from_labelled`] for a reserved resource; several hosts carrying its label is an
+/// operator's mistake, warned about here for the watch-cache and the API path alike.
+fn lookup<T>(labelled: Vec<T>, r: &event::Reservation<'_>) -> HostLookup<T> {
+    let found = HostLookup::from_labelled(labelled, &r.resource_name);
+    if let HostLookup::ByName {
+        ambiguous: true, ..
+    } = &found
+    {
+        tracing::warn!(
+            resource_id = r.resource_id,
+            "several BMHs carry the same resource id; using the name fallback"
+        );
+    }
+    found
+}
+
 /// Maps a resource to its BMH: the one labelled with its resourceId, else the one named after
 /// its resourceName.
 async fn find_bmh(state: &AppState, r: &event::Reservation<'_>) -> Result<Option<DynamicObject>> {
@@ -363,20 +379,12 @@ async fn find_bmh(state: &AppState, r: &event::Reservation<'_>) -> Result<Option
         .kube
         .list_labelled(&cfg.resource_id_label, &r.resource_id.to_string())
         .await?;
-    match HostLookup::from_labelled(labelled, &r.resource_name) {
+    match lookup(labelled, r) {
         HostLookup::Labelled(one) => Ok(Some(one)),
-        HostLookup::ByName { name, ambiguous } => {
-            if ambiguous {
-                tracing::warn!(
-                    resource_id = r.resource_id,
-                    "several BMHs carry the same resource id; using the name fallback"
-                );
-            }
-            match name {
-                Some(name) => state.kube.get_bmh(&name).await,
-                None => Ok(None),
-            }
-        }
+        HostLookup::ByName {
+            name: Some(name), ..
+        } => state.kube.get_bmh(&name).await,
+        HostLookup::ByName { name: None, .. } => Ok(None),
     }
 }
 
