@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Signs a payload file exactly like the reservation system does and POSTs it.
+# Signs a payload file like the reservation system does and POSTs it.
 #   tools/send-event.sh PAYLOAD.json [URL]      (URL defaults to http://127.0.0.1:5001/webhook)
-# The secret comes from WEBHOOK_SECRET. The signature is the lowercase hex HMAC-SHA256 of the raw
-# bytes sent, as `X-Webhook-Signature: sha256=<hex>`. The payload's times are moved to now first:
-# "timestamp" = now, every "eventStart" = an hour ago, every "eventEnd" = in two hours (the
-# filter refuses an EVENT_START whose every eventEnd has passed, and the samples' are in 2025);
-# KEEP_TIMESTAMP=1 sends the file unchanged.
+# The secret comes from WEBHOOK_SECRET. The signature is HMAC-SHA256 of the raw bytes sent,
+# keyed with the secret's bytes, as reservation-be and the event processor send it:
+# `X-Webhook-Signature: <standard Base64>`. SIGNATURE=hex sends the same MAC as
+# `sha256=<lowercase hex>` (the replaced service's README form; the filter accepts both).
+# The payload's times are moved to now first: "timestamp" = now, every "eventStart" = an hour
+# ago, every "eventEnd" = in two hours (the filter refuses an EVENT_START whose every eventEnd
+# has passed, and the samples' are in 2025); KEEP_TIMESTAMP=1 sends the file unchanged.
 set -euo pipefail
 payload=${1:?usage: tools/send-event.sh PAYLOAD.json [URL]}
 url=${2:-http://127.0.0.1:5001/webhook}
@@ -22,9 +24,13 @@ else
     -e "s/\"eventStart\": *\"[^\"]*\"/\"eventStart\": \"$start\"/g" \
     -e "s/\"eventEnd\": *\"[^\"]*\"/\"eventEnd\": \"$end\"/g" "$payload" > "$body"
 fi
-sig=$(openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -r < "$body" | cut -d' ' -f1)
+case "${SIGNATURE:-base64}" in
+  base64) sig=$(openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -binary < "$body" | base64 -w0) ;;
+  hex) sig="sha256=$(openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -r < "$body" | cut -d' ' -f1)" ;;
+  *) echo "SIGNATURE must be base64 or hex" >&2; exit 2 ;;
+esac
 curl -sS -X POST "$url" \
   -H 'Content-Type: application/json' \
-  -H "X-Webhook-Signature: sha256=$sig" \
+  -H "X-Webhook-Signature: $sig" \
   --data-binary @"$body" \
   -w '\nHTTP %{http_code}\n'
