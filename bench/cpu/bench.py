@@ -352,7 +352,7 @@ def main():
         def sidecar_requests():
             _, text = http("GET", f"http://127.0.0.1:{sc_port}/metrics")
             return sum(int(float(v)) for v in re.findall(
-                rb'^bmh_sidecar_http_requests_total\{[^}]*path="/webhook"[^}]*\} (\S+)', text, re.M))
+                rb'^bmh_sidecar_http_request_duration_seconds_count\{[^}]*path="/webhook"[^}]*\} (\S+)', text, re.M))
 
         py = start_envoy("py", ["--no-filter", "--upstream", f"127.0.0.1:{py_port}"])
         fs = start_envoy("filter-sidecar", ["--wasm", shipped, "--upstream", f"127.0.0.1:{sc_port}"])

@@ -166,7 +166,7 @@ impl Error {
             Error::UnreadableBody(_) => "ValidationError",
             Error::BodyTooLarge { .. } => "PayloadTooLarge",
             Error::ApiUnavailable { .. } | Error::ApiTimeout { .. } => "KubernetesUnavailable",
-            Error::Contended { .. } => "Conflict",
+            Error::Contended { .. } => "Contended",
             Error::Kube { .. } => "KubernetesError",
             Error::ForeignSecret { .. } => "ForeignSecret",
             Error::Render(_) => "RenderError",
@@ -301,7 +301,7 @@ mod tests {
         };
         assert_eq!(
             String::from_utf8(e.body("t".into()).to_json()).unwrap(),
-            r#"{"detail":"host h kept changing under us; retry","error_type":"Conflict","resource_name":"h","timestamp":"t"}"#
+            r#"{"detail":"host h kept changing under us; retry","error_type":"Contended","resource_name":"h","timestamp":"t"}"#
         );
     }
 }

@@ -24,9 +24,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::model::Phase;
-use crate::plan::Step;
-
-type Labels = Vec<(&'static str, String)>;
+use crate::plan::{ResourceOutcome, Step};
 
 /// Buckets of the HTTP and reconcile histograms: 2.5 ms to 10 s. A webhook answer takes a few
 /// milliseconds to tens of milliseconds (one API server round trip per resource); 5–10 s means
@@ -162,7 +160,76 @@ macro_rules! label_values {
         }
     )+};
 }
-label_values!(Route, StepKind, ReconcileResult, Phase, Delivery);
+label_values!(
+    Route,
+    StepKind,
+    ReconcileResult,
+    Phase,
+    Delivery,
+    ResourceOutcome,
+    LogKind,
+    LogDelivery
+);
+
+/// Labels of `bmh_sidecar_webhook_results_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// The message's type (`EVENT_START`, ...; `OTHER` for one the model does not know).
+    pub event_type: &'static str,
+    pub result: ResourceOutcome,
+}
+
+/// Labels of `bmh_sidecar_phase_transitions_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: Phase,
+}
+
+/// Labels of `bmh_sidecar_reconcile_errors_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The error's `error_type` (`crate::Error::error_type`).
+    pub error_type: &'static str,
+}
+
+/// Which webhook log: of a delivery handled, or of an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogKind {
+    Delivery,
+    Outcome,
+}
+
+impl LogKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Delivery => "delivery",
+            LogKind::Outcome => "outcome",
+        }
+    }
+}
+
+/// Whether a webhook log reached a 2xx (`delivered`) or not within its round (`failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogDelivery {
+    Delivered,
+    Failed,
+}
+
+impl LogDelivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogDelivery::Delivered => "delivered",
+            LogDelivery::Failed => "failed",
+        }
+    }
+}
+
+/// Labels of `bmh_sidecar_webhook_logs_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LogLabels {
+    pub kind: LogKind,
+    pub delivery: LogDelivery,
+}
 
 /// Labels of `bmh_sidecar_reconcile_duration_seconds`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -209,18 +276,14 @@ pub struct OutcomeLabels {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
-    /// HTTP requests by path and status code.
-    pub requests: Family<Labels, Counter>,
     /// Per-resource webhook results by event type and result.
-    pub results: Family<Labels, Counter>,
+    results: Family<ResultLabels, Counter>,
     /// Phase changes written by the reconciler, by phase.
-    pub transitions: Family<Labels, Counter>,
-    /// Notifications by outcome and delivery (`delivered` / `retrying` / `rejected`).
-    pub notifications: Family<Labels, Counter>,
-    /// Webhook logs by kind (`delivery` / `outcome`) and delivery (`delivered` / `failed`).
-    pub webhook_logs: Family<Labels, Counter>,
+    transitions: Family<PhaseLabels, Counter>,
+    /// Webhook logs by kind and delivery.
+    webhook_logs: Family<LogLabels, Counter>,
     /// Reconcile errors by error type.
-    pub reconcile_errors: Family<Labels, Counter>,
+    reconcile_errors: Family<ErrorLabels, Counter>,
     /// Time to answer one HTTP request.
     pub request_duration: HistogramFamily<RequestLabels>,
     /// Time of one reconcile of one host.
@@ -243,10 +306,8 @@ impl Metrics {
         let mut r = Registry::with_prefix("bmh_sidecar");
         let m = Metrics {
             registry: Mutex::new(Registry::default()),
-            requests: Family::default(),
             results: Family::default(),
             transitions: Family::default(),
-            notifications: Family::default(),
             webhook_logs: Family::default(),
             reconcile_errors: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
@@ -254,11 +315,6 @@ impl Metrics {
             notification_duration: Family::new_with_constructor(notification_histogram),
             notification_delay: Family::new_with_constructor(notification_histogram),
         };
-        r.register(
-            "http_requests",
-            "HTTP requests by path and status",
-            m.requests.clone(),
-        );
         r.register(
             "webhook_results",
             "Per-resource webhook results",
@@ -268,11 +324,6 @@ impl Metrics {
             "phase_transitions",
             "Host phase changes",
             m.transitions.clone(),
-        );
-        r.register(
-            "notifications",
-            "Notification attempts",
-            m.notifications.clone(),
         );
         r.register(
             "webhook_logs",
@@ -320,7 +371,33 @@ impl Metrics {
         out
     }
 
-    /// Records one answered HTTP request.
+    /// Counts one per-resource result of a delivery.
+    pub fn count_result(&self, event_type: &'static str, result: ResourceOutcome) {
+        self.results
+            .get_or_create(&ResultLabels { event_type, result })
+            .inc();
+    }
+
+    /// Counts one phase change written by the reconciler.
+    pub fn count_transition(&self, phase: Phase) {
+        self.transitions.get_or_create(&PhaseLabels { phase }).inc();
+    }
+
+    /// Counts one reconcile that ended in an error (retried).
+    pub fn count_reconcile_error(&self, error_type: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels { error_type })
+            .inc();
+    }
+
+    /// Counts one webhook log posted.
+    pub fn count_webhook_log(&self, kind: LogKind, delivery: LogDelivery) {
+        self.webhook_logs
+            .get_or_create(&LogLabels { kind, delivery })
+            .inc();
+    }
+
+    /// Records one answered HTTP request (its `_count` is the request counter).
     pub fn observe_request(&self, path: &str, code: u16, took: Duration) {
         self.request_duration
             .get_or_create(&RequestLabels {
@@ -362,12 +439,6 @@ impl Metrics {
     }
 }
 
-/// Shorthand to increment `family{labels}`.
-pub fn inc(family: &Family<Labels, Counter>, labels: &[(&'static str, &str)]) {
-    let l: Labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-    family.get_or_create(&l).inc();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,10 +446,7 @@ mod tests {
     #[test]
     fn renders_counters() {
         let m = Metrics::new();
-        inc(
-            &m.results,
-            &[("event_type", "EVENT_START"), ("result", "skipped")],
-        );
+        m.count_result("EVENT_START", ResourceOutcome::Skipped);
         let text = m.render();
         assert!(
             text.contains(
@@ -448,15 +516,10 @@ mod tests {
             Duration::ZERO,
             Some(Duration::ZERO),
         );
-        for family in [
-            &m.requests,
-            &m.results,
-            &m.transitions,
-            &m.notifications,
-            &m.reconcile_errors,
-        ] {
-            inc(family, &[("x", "y")]);
-        }
+        m.count_result("EVENT_START", ResourceOutcome::Skipped);
+        m.count_transition(Phase::Failed);
+        m.count_reconcile_error("KubernetesError");
+        m.count_webhook_log(LogKind::Outcome, LogDelivery::Delivered);
         let exposed = m.render();
         let outcomes: Vec<&str> = webhook_core::metrics::Outcome::COUNTED
             .iter()

@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use crate::cloudinit;
 use crate::error::{Error, Result};
 use crate::k8s::{SecretState, Write};
-use crate::metrics::{Delivery, StepKind, inc};
+use crate::metrics::{Delivery, LogDelivery, LogKind, StepKind};
 use crate::model::{AnnotationPatch, Host, Phase};
 use crate::notify::Notification;
 use crate::plan::{
@@ -61,10 +61,7 @@ pub async fn run(
 }
 
 fn error_policy(obj: Arc<DynamicObject>, err: &Error, state: Arc<AppState>) -> Action {
-    inc(
-        &state.metrics.reconcile_errors,
-        &[("error_type", err.error_type())],
-    );
+    state.metrics.count_reconcile_error(err.error_type());
     tracing::warn!(bmh = obj.metadata.name.as_deref().unwrap_or_default(), error = %err, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
@@ -184,7 +181,7 @@ async fn apply_transition(state: &AppState, host: &Host, t: &Transition) -> Resu
     let w = state.kube.patch_bmh(&host.name, &t.patch).await?;
     match &w {
         Write::Done(_) => {
-            inc(&state.metrics.transitions, &[("phase", t.to.as_str())]);
+            state.metrics.count_transition(t.to);
             tracing::info!(bmh = %host.key(), from = ?host.phase, to = %t.to, detail = %t.detail, "phase changed");
         }
         Write::Refused(message) => {
@@ -228,10 +225,6 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
     state
         .metrics
         .observe_notification(phase, delivery, started.elapsed(), since_phase);
-    inc(
-        &state.metrics.notifications,
-        &[("outcome", phase.as_str()), ("delivery", delivery.as_str())],
-    );
     match delivery {
         Delivery::Delivered | Delivery::Rejected => {
             match &delivered {
@@ -245,16 +238,13 @@ async fn notify(state: &AppState, host: &Host, phase: Phase) -> Result<Action> {
             // The outcome's webhook log, within the same claim (best effort).
             if let Some(sent) = state.notifier.log_outcome(&n).await {
                 let logged = match &sent {
-                    Ok(()) => "delivered",
+                    Ok(()) => LogDelivery::Delivered,
                     Err(e) => {
                         tracing::warn!(bmh = %host.key(), error = %e, "webhook log not delivered");
-                        "failed"
+                        LogDelivery::Failed
                     }
                 };
-                inc(
-                    &state.metrics.webhook_logs,
-                    &[("kind", "outcome"), ("delivery", logged)],
-                );
+                state.metrics.count_webhook_log(LogKind::Outcome, logged);
             }
             // Recorded without precondition: whatever changed meanwhile, this phase's
             // notification has been delivered.

@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use webhook_core::error::ErrorBody;
 
 use crate::error::{Error, Result};
-use crate::metrics::{Route, inc};
 use crate::state::AppState;
 use crate::webhook;
 
@@ -80,10 +79,7 @@ async fn serve(
                 let svc = service_fn(move |req| {
                     let st = st.clone();
                     async move {
-                        let resp = match surface {
-                            Surface::Public => route(&st, req).await,
-                            Surface::Admin => admin_route(&st, req).await,
-                        };
+                        let resp = route(&st, req, surface).await;
                         Ok::<_, Infallible>(resp)
                     }
                 });
@@ -109,15 +105,21 @@ async fn serve(
     Ok(())
 }
 
-/// Routes one request.
-pub async fn route(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Routes one request that came in on `surface`: `/webhook` only on the public listener,
+/// `/metrics` on the admin listener when there is one (never through the public Service),
+/// else on the public one; probes on both.
+async fn route(
+    state: &AppState,
+    req: Request<Incoming>,
+    surface: Surface,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    // With an admin listener, metrics are served there only: never through the public Service.
-    let metrics_here = state.config.admin_addr.is_none();
+    let webhook_here = surface == Surface::Public;
+    let metrics_here = surface == Surface::Admin || state.config.admin_addr.is_none();
     let resp = match (path.as_str(), &method) {
-        ("/webhook", &Method::POST) => post_webhook(state, req).await,
+        ("/webhook", &Method::POST) if webhook_here => post_webhook(state, req).await,
         ("/healthz", &Method::GET) => healthz(),
         ("/readyz", &Method::GET) => readyz(state).await,
         ("/metrics", &Method::GET) if metrics_here => metrics(state),
@@ -126,55 +128,32 @@ pub async fn route(state: &AppState, req: Request<Incoming>) -> Response<Full<By
             "NotFound",
             "metrics are served on the admin port (ADMIN_ADDR)",
         ),
-        ("/webhook" | "/healthz" | "/readyz" | "/metrics", _) => plain_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            &format!("method {method} not allowed on {path}"),
-        ),
-        _ => plain_error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            &format!("no route for {path}"),
-        ),
+        ("/webhook" | "/healthz" | "/readyz" | "/metrics", _)
+            if webhook_here || path != "/webhook" =>
+        {
+            plain_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                &format!("method {method} not allowed on {path}"),
+            )
+        }
+        _ => {
+            let on = match surface {
+                Surface::Public => "",
+                Surface::Admin => " on the admin port",
+            };
+            plain_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("no route for {path}{on}"),
+            )
+        }
     };
-    count(state, &path, &resp, started);
-    resp
-}
-
-/// Routes one request of the admin listener.
-async fn admin_route(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let started = Instant::now();
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    let resp = match (path.as_str(), &method) {
-        ("/healthz", &Method::GET) => healthz(),
-        ("/readyz", &Method::GET) => readyz(state).await,
-        ("/metrics", &Method::GET) => metrics(state),
-        ("/healthz" | "/readyz" | "/metrics", _) => plain_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            &format!("method {method} not allowed on {path}"),
-        ),
-        _ => plain_error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            &format!("no route for {path} on the admin port"),
-        ),
-    };
-    count(state, &path, &resp, started);
-    resp
-}
-
-/// Counts and times one answered request.
-fn count(state: &AppState, path: &str, resp: &Response<Full<Bytes>>, started: Instant) {
-    let route = Route::of(path);
-    inc(
-        &state.metrics.requests,
-        &[("path", route.as_str()), ("code", resp.status().as_str())],
-    );
+    // The histogram's `_count` is the request counter.
     state
         .metrics
-        .observe_request(path, resp.status().as_u16(), started.elapsed());
+        .observe_request(&path, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 /// The process is up and serving (the kubelet's liveness and readiness probes).

@@ -16,7 +16,7 @@ use webhook_core::event::{self, Action, ReservationMessage};
 
 use crate::error::{Error, Result};
 use crate::k8s::Write;
-use crate::metrics::inc;
+use crate::metrics::{LogDelivery, LogKind};
 use crate::model::{Host, HostLookup, Reservation, dns1123};
 use crate::notify::{MAX_LOG_TEXT, WebhookLog, truncate_utf16};
 use crate::plan::{ResourceOutcome, decide_end, decide_start, decide_update};
@@ -74,13 +74,9 @@ pub async fn handle(state: &AppState, message: &ReservationMessage<'_>) -> Resul
         }
     };
     for r in &results {
-        inc(
-            &state.metrics.results,
-            &[
-                ("event_type", message.event_type.as_str()),
-                ("result", r.result.as_str()),
-            ],
-        );
+        state
+            .metrics
+            .count_result(message.event_type.as_str(), r.result);
     }
     let acted = results.iter().filter(|r| r.result.acted()).count();
     let resource_name = results
@@ -156,17 +152,14 @@ fn log_delivery(state: &AppState, message: &ReservationMessage<'_>, accepted: &A
     tokio::spawn(async move {
         let sent = state.notifier.log(&entry, &key).await;
         let delivery = match &sent {
-            Some(Ok(())) => "delivered",
+            Some(Ok(())) => LogDelivery::Delivered,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, key, "webhook log not delivered");
-                "failed"
+                LogDelivery::Failed
             }
             None => return,
         };
-        inc(
-            &state.metrics.webhook_logs,
-            &[("kind", "delivery"), ("delivery", delivery)],
-        );
+        state.metrics.count_webhook_log(LogKind::Delivery, delivery);
     });
 }
 

@@ -105,7 +105,7 @@ async fn start_and_end_of_the_sample_event() {
     assert_eq!(
         user_data(&secret),
         format!(
-            "#cloud-config\nusers:\n- name: giovanni.mirarchi\n  gecos: keycloak-user-id-123\n  shell: /bin/bash\n  sudo: ALL=(ALL) NOPASSWD:ALL\n  groups: sudo\n  lock_passwd: true\n  ssh_authorized_keys:\n  - {key}\nssh_pwauth: false\n"
+            "#cloud-config\nusers:\n- name: prognose\n  gecos: keycloak-user-id-123\n  shell: /bin/bash\n  sudo: ALL=(ALL) NOPASSWD:ALL\n  groups: sudo\n  lock_passwd: true\n  ssh_authorized_keys:\n  - {key}\nssh_pwauth: false\n"
         )
     );
     assert_eq!(secret.data.as_ref().unwrap().len(), 1);
@@ -216,7 +216,7 @@ async fn fifty_concurrent_copies_make_one_secret_one_patch_one_notification() {
 }
 
 #[tokio::test]
-async fn end_from_another_reservation_is_a_conflict_and_changes_nothing() {
+async fn end_from_another_reservation_is_a_conflict_and_changes_nothing_and_the_holders_releases() {
     let mut b = Bench::new("conflict").await;
     b.create_host("node-1", Some(1)).await;
     b.start_sidecar().await;
@@ -224,12 +224,10 @@ async fn end_from_another_reservation_is_a_conflict_and_changes_nothing() {
     b.notifications(1).await;
     let before = b.wait_annotation("node-1", "notified", "provisioned").await;
 
-    for (ev, user) in [("999", "keycloak-user-id-123"), ("101", "someone-else")] {
-        let a = b.post(&event(END, ev, user)).await;
-        assert_eq!(a.status, 200);
-        assert_eq!(results(&a)[0]["result"], "conflict", "{:?}", a.body);
-        assert_eq!(results(&a)[0]["bmh"], json!(format!("{}/node-1", b.ns)));
-    }
+    let a = b.post(&event(END, "999", "keycloak-user-id-123")).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(results(&a)[0]["result"], "conflict", "{:?}", a.body);
+    assert_eq!(results(&a)[0]["bmh"], json!(format!("{}/node-1", b.ns)));
     // A different START for a held host is queued; a third one is a conflict.
     let a = b.post(&event(START, "555", "user-b")).await;
     assert_eq!(results(&a)[0]["result"], "provisioning");
@@ -248,6 +246,16 @@ async fn end_from_another_reservation_is_a_conflict_and_changes_nothing() {
     assert!(b.secret("node-1-userdata").await.is_some());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(b.sink.received().len(), 1);
+    // The owner of a reservation can change between its START and END: the END of the same
+    // reservation releases, whatever user it carries now; the queued start then gets the host.
+    let a = b.post(&event(END, "101", "someone-else")).await;
+    assert_eq!(results(&a)[0]["result"], "releasing", "{:?}", a.body);
+    let n = b.notifications(3).await;
+    assert_eq!(
+        (n[1]["outcome"].as_str(), n[1]["eventId"].as_str()),
+        (Some("released"), Some("101"))
+    );
+    assert_eq!(n[2]["eventId"], "555");
 }
 
 #[tokio::test]
@@ -303,7 +311,8 @@ async fn start_while_deprovisioning_is_queued_then_carried_out() {
     assert_eq!(our_annotations(&host)["event-id"], "202");
     assert!(our_annotations(&host).get("pending-start").is_none());
     let s = b.secret("node-2-userdata").await.unwrap();
-    assert!(user_data(&s).contains("name: bob"));
+    // Bob's key on the site's login account; nothing of the previous user's.
+    assert!(user_data(&s).contains("name: prognose"));
     assert!(user_data(&s).contains("bob@lab"));
     assert!(!user_data(&s).contains("giovanni"));
 }
@@ -447,7 +456,9 @@ async fn unknown_hosts_and_bad_requests() {
         "{text}"
     );
     assert!(
-        text.contains("bmh_sidecar_http_requests_total{path=\"/webhook\",code=\"400\"} 1"),
+        text.contains(
+            "bmh_sidecar_http_request_duration_seconds_count{path=\"/webhook\",code=\"400\"} 1"
+        ),
         "{text}"
     );
 

@@ -60,12 +60,12 @@ fn strings_are_escaped() {
 
 #[test]
 fn resource_name_comes_before_timestamp_as_the_sidecar_always_wrote_it() {
-    let body = ErrorBody::new("d".into(), "Conflict", "t".into())
+    let body = ErrorBody::new("d".into(), "Contended", "t".into())
         .with_resource_name(Some("host-1"))
         .to_json();
     assert_eq!(
         String::from_utf8(body).unwrap(),
-        r#"{"detail":"d","error_type":"Conflict","resource_name":"host-1","timestamp":"t"}"#
+        r#"{"detail":"d","error_type":"Contended","resource_name":"host-1","timestamp":"t"}"#
     );
 }
 

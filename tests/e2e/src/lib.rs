@@ -272,13 +272,14 @@ impl Stack {
         })
     }
 
-    /// Sum of the sidecar's `/webhook` request counters, whatever their labels: the proof
+    /// Sum of the sidecar's `/webhook` request counts (its request histogram's `_count`), whatever their labels: the proof
     /// that a request did (or did not) reach it.
     pub fn sidecar_webhook_requests(&self) -> u64 {
         let text = self.sidecar.metrics().unwrap_or_default();
         text.lines()
             .filter(|l| {
-                l.starts_with("bmh_sidecar_http_requests_total") && l.contains("path=\"/webhook\"")
+                l.starts_with("bmh_sidecar_http_request_duration_seconds_count")
+                    && l.contains("path=\"/webhook\"")
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .map(|v| v as u64)
