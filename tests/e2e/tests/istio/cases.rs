@@ -14,6 +14,7 @@ use e2e::Result;
 
 use crate::tier::{
     GATEWAY, ISTIOD_HTTP, NS, POD_NAME, PREVIOUS_SECRET, REGISTRY, SECRET, Tier, webhook,
+    webhook_entry_mut,
 };
 
 pub type Case = fn(&mut Tier) -> Result<()>;
@@ -217,7 +218,7 @@ fn signed_event_reaches_the_backend_verified(t: &mut Tier) -> Result<()> {
     assert_eq!(got.header_values("x-webhook-verified"), ["true"]);
     assert_eq!(
         got.header_values("x-webhook-name"),
-        [webhook(&t.wasmplugin)["name"].as_str().unwrap_or_default()]
+        [webhook(&t.wasmplugin)?.name]
     );
     assert_eq!(
         accepted_now(t, accepted)?,
@@ -228,10 +229,7 @@ fn signed_event_reaches_the_backend_verified(t: &mut Tier) -> Result<()> {
 }
 
 fn accepted(t: &Tier) -> Result<u64> {
-    let name = webhook(&t.wasmplugin)["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let name = webhook(&t.wasmplugin)?.name;
     Ok(parse_sample(
         &t.prometheus()?,
         envoy_harness::envoy::FILTER_REQUESTS_METRIC,
@@ -295,7 +293,6 @@ fn bad_signature_is_refused(t: &mut Tier) -> Result<()> {
 /// Both are live (a rotation in progress), and the labelled counters prove the options'
 /// `extraStatTags` reached the proxy's bootstrap.
 fn secrets_from_the_gateway_options(t: &mut Tier) -> Result<()> {
-    std::fs::write("/work/istio-tier-logs-tmp/prom.txt", t.prometheus()?)?; // TEMP
     let env = |k: &str| {
         t.pod
             .env
@@ -321,10 +318,7 @@ fn secrets_from_the_gateway_options(t: &mut Tier) -> Result<()> {
             .all(|r| r.header_values("x-webhook-verified") == ["true"])
     );
     let text = t.prometheus()?;
-    let name = webhook(&t.wasmplugin)["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let name = webhook(&t.wasmplugin)?.name;
     assert!(
         sum_samples(
             &text,
@@ -402,20 +396,12 @@ fn plugin_config_change_is_live(t: &mut Tier) -> Result<()> {
     let mut plugin = t.wasmplugin.clone();
     // Half the event (its length varies by a few bytes with the timestamps' precision).
     let cap = body.len() / 2;
-    {
-        let hooks = plugin["spec"]["pluginConfig"]["webhooks"]
-            .as_array_mut()
-            .expect("pluginConfig.webhooks");
-        let hook = hooks
-            .iter_mut()
-            .find(|w| w["path"] == "/webhook")
-            .expect("the /webhook webhook");
-        assert!(
-            hook.get("max_body_bytes").is_some(),
-            "the shipped pluginConfig has max_body_bytes"
-        );
-        hook["max_body_bytes"] = json!(cap);
-    }
+    assert!(
+        webhook(&plugin)?.max_body_bytes > body.len() as u64,
+        "the shipped cap admits the event"
+    );
+    let hook = webhook_entry_mut(&mut plugin).expect("the /webhook webhook");
+    hook["max_body_bytes"] = json!(cap);
     t.apply_wasmplugin(&plugin)?;
     t.eventually("the smaller body cap is in force (413)", |t| {
         Ok(t.post_signed(SECRET, &t.event())?.status == 413)

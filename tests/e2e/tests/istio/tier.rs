@@ -386,10 +386,9 @@ impl Tier {
 
     /// The header the shipped pluginConfig reads the signature from.
     pub fn signature_header(&self) -> String {
-        webhook(&self.wasmplugin)["scheme"]["header"]
-            .as_str()
-            .unwrap_or("x-webhook-signature")
-            .to_owned()
+        webhook(&self.wasmplugin)
+            .map(|w| w.scheme.header().to_owned())
+            .unwrap_or_else(|_| "x-webhook-signature".to_owned())
     }
 
     /// POST /webhook to the gateway, JSON, signed with `secret` the way the reservation system
@@ -503,12 +502,30 @@ impl Drop for Tier {
     }
 }
 
-/// The reservation webhook of a WasmPlugin's pluginConfig (the one on `/webhook`).
-pub fn webhook(plugin: &Value) -> &Value {
+/// The reservation webhook of a WasmPlugin's pluginConfig (the one on `/webhook`) as the
+/// filter compiles it: a preset's name, header and cap included.
+pub fn webhook(plugin: &Value) -> Result<webhook_core::config::Webhook> {
+    let config = plugin["spec"]["pluginConfig"].to_string();
+    let compiled =
+        webhook_core::config::CompiledConfig::from_json(config.as_bytes(), |env| match env {
+            "WEBHOOK_SECRET" => Some(SECRET.to_owned()),
+            "WEBHOOK_SECRET_PREVIOUS" => Some(PREVIOUS_SECRET.to_owned()),
+            _ => None,
+        })?;
+    compiled
+        .webhooks
+        .into_iter()
+        .find(|w| w.path == "/webhook")
+        .ok_or_else(|| "the WasmPlugin has no webhook on /webhook".into())
+}
+
+/// The pluginConfig entry that configures the reservation webhook (written fields win over its
+/// preset's), for a test to change as a user would.
+pub fn webhook_entry_mut(plugin: &mut Value) -> Option<&mut Value> {
     plugin["spec"]["pluginConfig"]["webhooks"]
-        .as_array()
-        .and_then(|ws| ws.iter().find(|w| w["path"] == "/webhook"))
-        .unwrap_or(&Value::Null)
+        .as_array_mut()?
+        .iter_mut()
+        .find(|w| w["path"] == "/webhook" || w["preset"] == "reservation_system")
 }
 
 async fn apply_json(server: &ApiServer, obj: &Value) -> Result<()> {
