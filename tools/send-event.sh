@@ -5,9 +5,9 @@
 # keyed with the secret's bytes, as reservation-be and the event processor send it:
 # `X-Webhook-Signature: <standard Base64>`. SIGNATURE=hex sends the same MAC as
 # `sha256=<lowercase hex>` (the replaced service's README form; the filter accepts both).
-# The payload's times are moved to now first: "timestamp" = now, every "eventStart" = an hour
-# ago, every "eventEnd" = in two hours (the filter refuses an EVENT_START whose every eventEnd
-# has passed, and the samples' are in 2025); KEEP_TIMESTAMP=1 sends the file unchanged.
+# The payload's times are moved to now first (tools/fresh-event.py: "timestamp" now, its
+# reservations running for two more hours; the samples' dates are in 2025);
+# KEEP_TIMESTAMP=1 sends the file unchanged.
 set -euo pipefail
 payload=${1:?usage: tools/send-event.sh PAYLOAD.json [URL]}
 url=${2:-http://127.0.0.1:5001/webhook}
@@ -17,12 +17,7 @@ trap 'rm -f "$body"' EXIT
 if [ "${KEEP_TIMESTAMP:-0}" = 1 ]; then
   cp "$payload" "$body"
 else
-  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  start=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
-  end=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ)
-  sed -E -e "0,/\"timestamp\": *\"[^\"]*\"/s//\"timestamp\": \"$now\"/" \
-    -e "s/\"eventStart\": *\"[^\"]*\"/\"eventStart\": \"$start\"/g" \
-    -e "s/\"eventEnd\": *\"[^\"]*\"/\"eventEnd\": \"$end\"/g" "$payload" > "$body"
+  "$(dirname "$0")/fresh-event.py" "$payload" > "$body"
 fi
 case "${SIGNATURE:-base64}" in
   base64) sig=$(openssl dgst -sha256 -hmac "$WEBHOOK_SECRET" -binary < "$body" | base64 -w0) ;;

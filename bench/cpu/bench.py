@@ -140,34 +140,8 @@ def start_envoy(name, render_args, env_extra=None):
 
 
 def upstream_envoy():
-    port, admin = free_port(), free_port()
-    cfg = os.path.join(work, "upstream.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"""admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: upstream
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                direct_response: {{ status: 200, body: {{ inline_string: '{{"status":"accepted"}}' }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-""")
-    p = start("upstream", [os.environ["ENVOY_BIN"], "-c", cfg, "--concurrency", "1",
-                           "--use-dynamic-base-id", "-l", "warning"], {}, "upstream.log")
-    wait_http(f"http://127.0.0.1:{admin}/ready", "upstream envoy", p)
-    return {"pid": p.pid, "port": port, "admin": admin}
+    """The stand-in upstream: an Envoy answering 200 by itself (render-envoy-config --stub-upstream)."""
+    return start_envoy("upstream", ["--stub-upstream"])
 
 
 def upstream_requests(up):
@@ -178,18 +152,11 @@ def upstream_requests(up):
 
 def body_and_scripts():
     """The ~2.6 KB signed EVENT_START (RSA-4096 key), sent now; wrk scripts good/bad."""
-    import datetime
     import hashlib
     import hmac
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-    iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
-    with open(os.path.join(ROOT, "filter/core/tests/fixtures/event-start-rsa.json")) as f:
-        v = json.load(f)
-    v["timestamp"] = iso(now)
-    for r in v["events"]:
-        r["eventStart"] = iso(now - datetime.timedelta(hours=1))
-        r["eventEnd"] = iso(now + datetime.timedelta(hours=2))
-    body = json.dumps(v, indent=2).encode()
+    body = subprocess.run([os.path.join(ROOT, "tools/fresh-event.py"),
+                           os.path.join(ROOT, "filter/core/tests/fixtures/event-start-rsa.json")],
+                          check=True, capture_output=True).stdout
     sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     bad = "sha256=" + "0" * 64
     scripts = {}

@@ -36,17 +36,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 secret=bench-secret-0123456789abcdef0123456789
 # The fixture sent now, its reservations running (a START whose every eventEnd has passed
 # is refused with 422).
-python3 - > "$work/body.json" <<'PY'
-import datetime, json, sys
-now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
-v = json.load(open("filter/core/tests/fixtures/event-start-rsa.json"))
-v["timestamp"] = iso(now)
-for r in v["events"]:
-    r["eventStart"] = iso(now - datetime.timedelta(hours=1))
-    r["eventEnd"] = iso(now + datetime.timedelta(hours=2))
-sys.stdout.write(json.dumps(v, indent=2))
-PY
+tools/fresh-event.py filter/core/tests/fixtures/event-start-rsa.json > "$work/body.json"
 sig=$(openssl dgst -sha256 -hmac "$secret" -r < "$work/body.json" | cut -d' ' -f1)
 body_len=$(stat -c %s "$work/body.json")
 lua() { # $1 = signature header value
@@ -64,28 +54,7 @@ lua "sha256=$(printf '0%.0s' {1..64})" > "$work/bad.lua"
 
 # Upstream: Envoy answering 200 itself; its admin counts received bytes.
 up_port=$(free_port); up_admin=$(free_port)
-cat > "$work/upstream.yaml" <<YAML
-admin: { address: { socket_address: { address: 127.0.0.1, port_value: $up_admin } } }
-static_resources:
-  listeners:
-  - address: { socket_address: { address: 127.0.0.1, port_value: $up_port } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: upstream
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: / }
-                direct_response: { status: 200, body: { inline_string: '{"status":"accepted"}' } }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-YAML
+"$render" --stub-upstream --listener-port "$up_port" --admin-port "$up_admin" > "$work/upstream.yaml"
 start_envoy() { # $1 = config file, $2 = admin port; env WEBHOOK_SECRET passed through
   WEBHOOK_SECRET=$secret "$envoy" -c "$1" --concurrency 1 --use-dynamic-base-id -l error \
     > "$1.log" 2>&1 &

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load and soak of the filter inside Envoy, loopback only, bounded in count and time
-# (issue 9, item 5; figures in BENCHMARKS.md, "## Load and soak"):
+# (figures in BENCHMARKS.md, "## Load and soak"):
 #   1. valid events: Envoy without the filter vs Envoy + filter (the shipped arrangement),
 #      ROUNDS interleaved wrk runs of DURATION s each, in front of the same upstream (a second
 #      Envoy answering 200 by direct_response): req/s and the ratio, in the same run;
@@ -47,17 +47,7 @@ print(" ".join(str(s.getsockname()[1]) for s in ss))')
 echo "soak: $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 
 secret=soak-secret-0123456789abcdef0123456789
-python3 - > "$work/body.json" <<'PY'
-import datetime, json, sys
-now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
-v = json.load(open("filter/core/tests/fixtures/event-start.json"))
-v["timestamp"] = iso(now)
-for r in v["events"]:
-    r["eventStart"] = iso(now - datetime.timedelta(hours=1))
-    r["eventEnd"] = iso(now + datetime.timedelta(hours=6))
-sys.stdout.write(json.dumps(v, indent=2))
-PY
+tools/fresh-event.py filter/core/tests/fixtures/event-start.json --end-hours 6 > "$work/body.json"
 sig=sha256=$(openssl dgst -sha256 -hmac "$secret" -r < "$work/body.json" | cut -d' ' -f1)
 bad=sha256=$(printf '0%.0s' {1..64})
 # wrk scripts: one request shape each, or (mix) valid and wrong signature alternately.
@@ -98,28 +88,7 @@ dup_sig=sha256=$(printf '%s' "$dup_body" | openssl dgst -sha256 -hmac "$secret" 
 lua dup "$dup_sig" > "$work/dup.lua"
 
 up_port=${free[0]}; up_admin=${free[1]}
-cat > "$work/upstream.yaml" <<YAML
-admin: { address: { socket_address: { address: 127.0.0.1, port_value: $up_admin } } }
-static_resources:
-  listeners:
-  - address: { socket_address: { address: 127.0.0.1, port_value: $up_port } }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: upstream
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: / }
-                direct_response: { status: 200, body: { inline_string: '{"status":"accepted"}' } }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
-YAML
+"$render" --stub-upstream --listener-port "$up_port" --admin-port "$up_admin" > "$work/upstream.yaml"
 declare -A port admin pid
 start_envoy() { # $1 = name, $2 = config file, $3 = admin port
   WEBHOOK_SECRET=$secret "$envoy" -c "$2" --concurrency 1 --use-dynamic-base-id -l error \

@@ -410,48 +410,20 @@ pub fn fixture(name: &str) -> Result<Vec<u8>> {
     std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()).into())
 }
 
-/// The payload with its times moved to now, leaving every other byte as it is: `timestamp`
-/// set to now (the fixtures' 2025 dates are long past), every `eventStart` to an hour ago and
-/// every `eventEnd` to a day from now (a START of a reservation that has ended never
-/// provisions).
+/// The payload with its times moved to now (`envoy_harness::sample::at_now`): `timestamp` now
+/// (the fixtures' 2025 dates are long past), every reservation begun an hour ago and ending a
+/// day from now (a START of a reservation that has ended never provisions). A body that is not
+/// JSON is returned as it is.
 pub fn fresh(body: &[u8]) -> Vec<u8> {
-    let now = jiff::Timestamp::now();
-    let text = String::from_utf8_lossy(body).into_owned();
-    let text = set_string_values(&text, "timestamp", &now.to_string());
-    let text = set_string_values(
-        &text,
-        "eventStart",
-        &(now - jiff::SignedDuration::from_hours(1)).to_string(),
+    let Ok(mut message) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.to_vec();
+    };
+    envoy_harness::sample::at_now(
+        &mut message,
+        std::time::SystemTime::now(),
+        std::time::Duration::from_secs(24 * 3600),
     );
-    set_string_values(
-        &text,
-        "eventEnd",
-        &(now + jiff::SignedDuration::from_hours(24)).to_string(),
-    )
-    .into_bytes()
-}
-
-/// `text` with the string value of every `"key":` replaced by `value`.
-fn set_string_values(text: &str, key: &str, value: &str) -> String {
-    let needle = format!("\"{key}\":");
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(&needle) {
-        let after = at + needle.len();
-        out.push_str(&rest[..after]);
-        rest = &rest[after..];
-        let Some(open) = rest.find('"') else {
-            break;
-        };
-        let Some(len) = rest[open + 1..].find('"') else {
-            break;
-        };
-        out.push_str(&rest[..=open]);
-        out.push_str(value);
-        rest = &rest[open + 1 + len..];
-    }
-    out.push_str(rest);
-    out
+    serde_json::to_vec_pretty(&message).unwrap_or_else(|_| body.to_vec())
 }
 
 /// `X-Webhook-Signature` as the real reservation system signs: standard Base64 of

@@ -387,6 +387,35 @@ static_resources:
     }
 }
 
+/// The benchmarks' stand-in upstream: an Envoy on loopback `port` that answers every request
+/// 200 `{"status":"accepted"}` itself (`direct_response`), its admin on loopback `admin_port`
+/// counting what it received. The cheapest upstream there is, so a figure is the proxy in front.
+pub fn stub_upstream(port: u16, admin_port: u16) -> String {
+    format!(
+        r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }} }}
+static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: upstream
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                direct_response: {{ status: 200, body: {{ inline_string: '{{"status":"accepted"}}' }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#
+    )
+}
+
 /// The port of the deployment's metrics listener (the pod's `http-envoy-prom`, the name Istio
 /// gives its proxy's metrics port, so one PodMonitor endpoint covers both overlays).
 pub const DEPLOYMENT_STATS_PORT: u16 = 9902;

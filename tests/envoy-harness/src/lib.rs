@@ -15,13 +15,15 @@
 //!   the Envoy binary and the filter `.wasm` are found ([`envoy_bin`], [`filter_wasm`]).
 //! - [`upstream`] holds [`RecordingUpstream`].
 //! - [`http`]: a tiny raw HTTP/1.1 client (exact bytes, chunked bodies, split writes).
+//! - [`sample`]: the fixtures' reservation messages moved to now.
 
 pub mod config;
 pub mod envoy;
 pub mod http;
+pub mod sample;
 pub mod upstream;
 
-pub use config::{EdgeLimits, EnvoyConfig};
+pub use config::{EdgeLimits, EnvoyConfig, stub_upstream};
 pub use envoy::{Envoy, envoy_bin, filter_wasm, filter_wasm_jsonschema, free_port};
 pub use upstream::RecordingUpstream;
 

@@ -586,27 +586,11 @@ fn json_schema_artifact_validates_the_reservation_schema_and_the_default_refuses
 /// every start an hour ago, every end in two hours), leaving its shape as the sender wrote it.
 fn real_shape(fixture: &[u8]) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(fixture).unwrap();
-    let now = SystemTime::now();
-    let (start, end) = (
-        rfc3339(now - std::time::Duration::from_secs(3600)),
-        rfc3339(now + std::time::Duration::from_secs(7200)),
+    envoy_harness::sample::at_now(
+        &mut v,
+        SystemTime::now(),
+        std::time::Duration::from_secs(7200),
     );
-    v["timestamp"] = json!(rfc3339(now));
-    let move_times = |r: &mut Value, s: &str, e: &str| {
-        if r.get(s).is_some() {
-            r[s] = json!(start);
-            r[e] = json!(end);
-        }
-    };
-    move_times(&mut v, "eventStart", "eventEnd");
-    if let Some(items) = v["events"].as_array_mut() {
-        for r in items {
-            move_times(r, "eventStart", "eventEnd");
-        }
-    }
-    if v["data"].is_object() {
-        move_times(&mut v["data"], "start", "end");
-    }
     serde_json::to_vec(&v).unwrap()
 }
 

@@ -5,19 +5,22 @@
 //! render-envoy-config [--loopback] [--listener-port P] [--admin-port A] [--upstream IP:PORT]
 //!                     [--wasm PATH | --no-filter] [--no-buffer] [--plugin-config JSON]
 //!                     [--buffer-only] [--host-env-key NAME]... [--stats-port S]
+//! render-envoy-config --stub-upstream --listener-port P --admin-port A
 //! ```
 //! `--loopback` also drops the metrics listener (`--stats-port` puts it back on loopback).
 //! `--buffer-only`: no wasm filter, the buffer filter alone (prices it). `--host-env-key`
 //! exposes one more variable of Envoy's environment to the VM (the benchmark artifact's
-//! `WEBHOOK_BENCH_STAGE`).
+//! `WEBHOOK_BENCH_STAGE`). `--stub-upstream`: instead, the benchmarks' upstream, an Envoy that
+//! answers 200 by itself on loopback P (`envoy_harness::stub_upstream`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use envoy_harness::EnvoyConfig;
+use envoy_harness::{EnvoyConfig, stub_upstream};
 
 fn main() -> ExitCode {
     let mut cfg = EnvoyConfig::deployment();
+    let mut stub = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_default();
@@ -53,6 +56,10 @@ fn main() -> ExitCode {
                 cfg.host_env_keys.push(value());
                 true
             }
+            "--stub-upstream" => {
+                stub = true;
+                true
+            }
             "--plugin-config" => {
                 cfg.plugin_config = value();
                 true
@@ -64,6 +71,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    print!("{}", cfg.render());
+    if stub {
+        print!("{}", stub_upstream(cfg.listener_port, cfg.admin_port));
+    } else {
+        print!("{}", cfg.render());
+    }
     ExitCode::SUCCESS
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use envoy_harness::http::{self, Response};
 use envoy_harness::{Envoy, EnvoyConfig, RecordingUpstream, filter_wasm, free_port};
-use serde_json::{Value, json};
+use serde_json::Value;
 use webhook_core::metrics::Outcome;
 use webhook_core::signature::signature_header_value;
 
@@ -129,18 +129,11 @@ impl Bench {
     }
 }
 
-/// The START fixture as sent now: `timestamp` now, every reservation begun an hour ago and
-/// ending in two hours (the filter refuses a START whose every `eventEnd` has passed), then
-/// `edit` applied.
+/// The START fixture as sent now (`envoy_harness::sample::at_now`: `timestamp` now, every
+/// reservation begun an hour ago and ending in two hours), then `edit` applied.
 pub fn fresh_event(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     let mut v: Value = serde_json::from_slice(START).unwrap();
-    let now = SystemTime::now();
-    v["timestamp"] = json!(rfc3339(now));
-    for (i, r) in v["events"].as_array_mut().unwrap().iter_mut().enumerate() {
-        let i = u64::try_from(i).unwrap();
-        r["eventStart"] = json!(rfc3339(now - Duration::from_secs(3600 - 60 * i)));
-        r["eventEnd"] = json!(rfc3339(now + Duration::from_secs(7200 + 60 * i)));
-    }
+    envoy_harness::sample::at_now(&mut v, SystemTime::now(), Duration::from_secs(7200));
     edit(&mut v);
     serde_json::to_vec_pretty(&v).unwrap()
 }
