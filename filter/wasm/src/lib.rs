@@ -44,6 +44,8 @@ use webhook_core::flow::{
 use webhook_core::metrics::{Outcome, requests_metric};
 use webhook_core::replay::{self, Admission, CasMismatch, Delivery, SharedData};
 
+use bench::Stage;
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     std::panic::set_hook(Box::new(|info| {
@@ -57,7 +59,7 @@ pub struct Shared {
     config: CompiledConfig,
     /// How much of the request path runs (benchmark builds only, see [`bench`]).
     #[cfg(feature = "bench-stages")]
-    stage: bench::Stage,
+    stage: Stage,
     /// Counter ids of `webhook_filter_requests_total{webhook, outcome}`: one row per webhook
     /// (configuration order), then one row for paths no webhook guards; one column per
     /// counted outcome ([`Outcome::COUNTED`]). `None` where no such series exists.
@@ -93,6 +95,19 @@ fn define_counters(config: &CompiledConfig) -> Vec<[Option<u32>; Outcome::COUNTE
 }
 
 impl Shared {
+    /// Whether the request path stops after `stage`: benchmark builds only ([`bench`]); a
+    /// constant `false` in the shipped artifact, where the compiler removes every such branch.
+    #[inline(always)]
+    fn stops_after(&self, stage: Stage) -> bool {
+        #[cfg(feature = "bench-stages")]
+        return self.stage == stage;
+        #[cfg(not(feature = "bench-stages"))]
+        {
+            let _ = stage;
+            false
+        }
+    }
+
     /// Increments the one counter of this request: `outcome` on `webhook` (`None`: a path no
     /// webhook guards). One host call.
     fn count(&self, outcome: Outcome, webhook: Option<usize>) {
@@ -214,8 +229,7 @@ impl Filter {
             self.get_http_request_body(0, self.buffered)
                 .unwrap_or_default()
         };
-        #[cfg(feature = "bench-stages")]
-        if shared.stage == bench::Stage::Buffer {
+        if shared.stops_after(Stage::Buffer) {
             std::hint::black_box(&body);
             self.state = State::Idle;
             return Action::Continue;
@@ -282,11 +296,10 @@ impl Filter {
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        #[cfg(feature = "bench-stages")]
         if self
             .shared
             .as_ref()
-            .is_some_and(|s| s.stage == bench::Stage::Empty)
+            .is_some_and(|s| s.stops_after(Stage::Empty))
         {
             return Action::Continue;
         }
@@ -329,8 +342,7 @@ impl HttpContext for Filter {
                 for (name, value) in pending.upstream_headers(&shared.config) {
                     self.add_http_request_header(name, &value);
                 }
-                #[cfg(feature = "bench-stages")]
-                if shared.stage == bench::Stage::Headers {
+                if shared.stops_after(Stage::Headers) {
                     return Action::Continue;
                 }
                 if end_of_stream {
@@ -389,11 +401,13 @@ impl HttpContext for Filter {
 /// artifact has none of this): the request path cut after a stage, chosen per VM by the
 /// environment variable `WEBHOOK_BENCH_STAGE` (`empty`, `headers`, `buffer`, `hmac`, `full`),
 /// so the benchmark can price each stage inside a real Envoy.
-#[cfg(feature = "bench-stages")]
 mod bench {
+    #[cfg(feature = "bench-stages")]
     use webhook_core::config::{CompiledConfig, Schema};
 
-    /// Each stage runs everything of the one before it, and more.
+    /// Each stage runs everything of the one before it, and more. Named in the shipped
+    /// artifact too, where no request ever stops at one (`Shared::stops_after`).
+    #[cfg_attr(not(feature = "bench-stages"), allow(dead_code))]
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Stage {
         /// Every callback continues at once: the price of proxy-wasm itself.
@@ -412,6 +426,7 @@ mod bench {
 
     /// The stage from `WEBHOOK_BENCH_STAGE` (default `full`) and the configuration it runs
     /// (`hmac`: every webhook's schema set to `none`).
+    #[cfg(feature = "bench-stages")]
     pub fn configure(mut config: CompiledConfig) -> (CompiledConfig, Stage) {
         let stage = match std::env::var("WEBHOOK_BENCH_STAGE").as_deref() {
             Ok("empty") => Stage::Empty,
