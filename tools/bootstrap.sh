@@ -85,7 +85,7 @@ istio=$(tools/build-istio.sh)
 istio_testbin=$(sed -n 's/^ISTIO_TESTBIN=//p' <<<"$istio")
 # --- end of the Istio tier ------------------------------------------------------------------
 
-# --- fuzzing toolchain (issue 9) ----------------------------------------------------------
+# --- fuzzing toolchain --------------------------------------------------------------------
 # Nightly (rustup, used by fuzz/ only) and cargo-fuzz, built once into
 # ~/.cache/bmh-webhook/cargo-fuzz-<version>/; a second run costs nothing.
 cargo_fuzz=$(tools/install-cargo-fuzz.sh)

@@ -40,7 +40,7 @@ step "core tests under wasm-bindgen-test (wasm32-unknown-unknown, Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$WASM_BINDGEN_DIR/wasm-bindgen-test-runner" \
   cargo test -p webhook-core --target wasm32-unknown-unknown --locked
 
-# --- fuzzing (issue 9) -------------------------------------------------------------------
+# --- fuzzing -----------------------------------------------------------------------------
 # Bounded: FUZZ_SECONDS (20) per target, 5 targets, so about 100 s of fuzzing plus the build
 # (nightly, cached outside the repository; docs/testing.md). A crash fails the run.
 step "fuzz the filter core: ${FUZZ_SECONDS:-20} s per target"

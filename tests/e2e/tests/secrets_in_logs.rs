@@ -1,4 +1,4 @@
-//! Secrets are never logged (issue 9, item 6): the whole system at its most verbose (Envoy
+//! Secrets are never logged: the whole system at its most verbose (Envoy
 //! `-l trace`, the filter's VM included; the sidecar `LOG_LEVEL=trace`, hyper and kube
 //! included; the stand-in operator, the notification sink and the kube client in this process
 //! at TRACE), driven through every path: accepted START and END, every rejection at the edge,

@@ -1,4 +1,4 @@
-//! The hostile-input corpus through the real Envoy (issue 9, item 2): request smuggling shapes,
+//! The hostile-input corpus through the real Envoy: request smuggling shapes,
 //! pipelining, `Expect: 100-continue`, absolute-form and dot-segment targets, exempt-path
 //! tricks, odd methods, signatures in trailers, non-UTF-8 header bytes, duplicate headers,
 //! content encodings, hostile JSON bodies, and HTTP/2 (h2c) with request trailers.
