@@ -393,18 +393,18 @@ impl<'a> Data<'a> {
 
 /// A string, borrowed when it holds no escape; `null` reads as absent.
 fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    d.deserialize_option(OptionOf(Text))
+    d.deserialize_option(OptionOf(TEXT))
 }
 
 /// An identifier the senders write as a string or as a number (`webhookId`, reservation-be's
 /// `data.id`), read as a string.
 fn id<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
-    d.deserialize_any(Id)
+    d.deserialize_any(ID)
 }
 
 /// [`id`], or absent (`null` included).
 fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    d.deserialize_option(OptionOf(Id))
+    d.deserialize_option(OptionOf(ID))
 }
 
 /// `data` when it is an object; anything else (reservation-be's "Payload serialization failed"
@@ -413,37 +413,27 @@ fn opt_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Data<'de>>, D::Err
     d.deserialize_any(DataVisitor)
 }
 
+/// A string, borrowed from the input where it allows; with `integers`, a JSON integer too, as
+/// its decimal text (the senders write ids either way).
 #[derive(Clone, Copy)]
-struct Text;
-
-impl<'de> Visitor<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
-    }
+struct Str {
+    integers: bool,
 }
 
-#[derive(Clone, Copy)]
-struct Id;
+/// A string field.
+const TEXT: Str = Str { integers: false };
+/// An id: a string or an integer.
+const ID: Str = Str { integers: true };
 
-impl<'de> Visitor<'de> for Id {
+impl<'de> Visitor<'de> for Str {
     type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or an integer")
+        f.write_str(if self.integers {
+            "a string or an integer"
+        } else {
+            "a string"
+        })
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
@@ -459,11 +449,19 @@ impl<'de> Visitor<'de> for Id {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
+        if self.integers {
+            Ok(Cow::Owned(v.to_string()))
+        } else {
+            Err(E::invalid_type(de::Unexpected::Unsigned(v), &self))
+        }
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
+        if self.integers {
+            Ok(Cow::Owned(v.to_string()))
+        } else {
+            Err(E::invalid_type(de::Unexpected::Signed(v), &self))
+        }
     }
 }
 
