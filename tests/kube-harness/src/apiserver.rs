@@ -87,6 +87,41 @@ pub fn repo_root() -> PathBuf {
     p.canonicalize().unwrap_or(p)
 }
 
+/// What a build script of `tools/` printed on stdout (it builds on first use, caches outside the
+/// repository and logs to stderr, which goes to the test's output).
+pub struct ToolOutput {
+    /// The script's exit status.
+    pub status: std::process::ExitStatus,
+    /// Its standard output, as text.
+    pub stdout: String,
+}
+
+impl ToolOutput {
+    /// The value of the script's `KEY=value` line (trimmed), or `""` when it printed none.
+    pub fn field(&self, key: &str) -> String {
+        let prefix = format!("{key}=");
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Runs `tools/<script>` with bash; `Err` only when it cannot be started.
+pub fn run_tool(script: &str) -> std::result::Result<ToolOutput, String> {
+    let path = repo_root().join("tools").join(script);
+    let out = Command::new("bash")
+        .arg(&path)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", path.display()))?;
+    Ok(ToolOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    })
+}
+
 /// The directory holding `kube-apiserver` and `etcd`: `KUBE_TESTBIN` when set (it must then
 /// hold both), else whatever `tools/build-testbin.sh` prints (it builds on first use).
 pub fn testbin_dir() -> Result<PathBuf> {
@@ -102,13 +137,9 @@ pub fn testbin_dir() -> Result<PathBuf> {
             )))
         };
     }
-    let script = repo_root().join("tools/build-testbin.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| Error::io(format!("running {}", script.display()), e))?;
-    let dir = String::from_utf8_lossy(&out.stdout)
+    let out = run_tool("build-testbin.sh").map_err(Error::MissingTestbin)?;
+    let dir = out
+        .stdout
         .lines()
         .last()
         .map(|l| PathBuf::from(l.trim()))
@@ -117,8 +148,7 @@ pub fn testbin_dir() -> Result<PathBuf> {
         Ok(dir)
     } else {
         Err(Error::MissingTestbin(format!(
-            "KUBE_TESTBIN is unset and {} failed ({}); set KUBE_TESTBIN to a dir with kube-apiserver and etcd",
-            script.display(),
+            "KUBE_TESTBIN is unset and tools/build-testbin.sh failed ({}); set KUBE_TESTBIN to a dir with kube-apiserver and etcd",
             out.status
         )))
     }
@@ -209,13 +239,14 @@ pub(crate) fn kill_and_reap(child: &mut Child) {
 /// Starts the `sh` watchdog of a set of processes (see the module docs): once a second it checks
 /// whether this test process is alive; when it is gone, it SIGKILLs every pid listed in
 /// `pids_file` (space-separated, rewritten by the owner whenever its processes change) and
-/// removes `dir`. The owner kills the watchdog itself in its `Drop`.
-pub(crate) fn spawn_watchdog(pids_file: &Path, dir: &Path) -> Result<Child> {
+/// removes `dir` (`None`: keeps it, for reading the logs). The owner kills the watchdog itself
+/// in its `Drop`. The reservation harness watches its services with it too.
+pub fn spawn_watchdog(pids_file: &Path, dir: Option<&Path>) -> Result<Child> {
     let script = r#"
 parent=$1; pids=$2; dir=$3
 while kill -0 "$parent" 2>/dev/null; do sleep 1; done
 for p in $(cat "$pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-rm -rf "$dir"
+[ -n "$dir" ] && rm -rf "$dir"
 "#;
     Command::new("sh")
         .arg("-c")
@@ -223,7 +254,7 @@ rm -rf "$dir"
         .arg("kube-harness-watchdog")
         .arg(std::process::id().to_string())
         .arg(pids_file)
-        .arg(dir)
+        .arg(dir.unwrap_or(Path::new("")))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -523,7 +554,7 @@ impl ApiServer {
         self.write_pids();
         self.watchdog = Some(spawn_watchdog(
             &self.dir.path().join("pids"),
-            self.dir.path(),
+            Some(self.dir.path()),
         )?);
         Ok(())
     }

@@ -157,23 +157,11 @@ fn resolve_build() -> std::result::Result<Option<BmoBuild>, String> {
         }
         Some(_) => unavailable("BMO_BIN is set but empty (tools/bootstrap.sh found no BMO source)"),
         None => {
-            let script = repo_root().join("tools/build-bmo.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| format!("running {}: {e}", script.display()))?;
+            let out = crate::run_tool("build-bmo.sh")?;
             if !out.status.success() {
-                return Err(format!("{} failed ({})", script.display(), out.status));
+                return Err(format!("tools/build-bmo.sh failed ({})", out.status));
             }
-            let text = String::from_utf8_lossy(&out.stdout);
-            let field = |k: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .map(|v| v.trim().to_string())
-                    .unwrap_or_default()
-            };
-            let (src, bin) = (field("BMO_SRC="), field("BMO_BIN="));
+            let (src, bin) = (out.field("BMO_SRC"), out.field("BMO_BIN"));
             if bin.is_empty() || src.is_empty() {
                 return unavailable("tools/build-bmo.sh found no BMO source or no Go");
             }
@@ -422,7 +410,7 @@ impl BmoProcess {
             max_provisioning_retries,
             dir,
         };
-        bmo.watchdog = Some(spawn_watchdog(&pids, bmo.dir.path())?);
+        bmo.watchdog = Some(spawn_watchdog(&pids, Some(bmo.dir.path()))?);
         bmo.wait_ready().await?;
         let client = client_from_kubeconfig(&bmo.admin_kubeconfig).await?;
         let vwc = webhook_configuration(

@@ -59,7 +59,10 @@ pub mod metal3;
 pub mod operator;
 pub mod sink;
 
-pub use apiserver::{ApiServer, Crds, client_from_kubeconfig, repo_root, testbin_dir};
+pub use apiserver::{
+    ApiServer, Crds, ToolOutput, client_from_kubeconfig, repo_root, run_tool, spawn_watchdog,
+    testbin_dir,
+};
 pub use bmh::{
     available_status, bmh_api, bmh_resource, create_bmh, get_bmh, provisioning_state,
     set_bmh_status, wait_for_bmh, wait_for_state,

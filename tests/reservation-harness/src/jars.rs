@@ -17,7 +17,7 @@
 //! policy of `kube_harness::bmo_build`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
@@ -126,26 +126,17 @@ type Built = ([PathBuf; 3], Option<PathBuf>);
 /// Runs `tools/build-reservation.sh` (it builds on first use and caches outside the repository)
 /// and reads the paths it prints. `Ok(None)`: it printed empty values (nothing to build from).
 fn run_build_script() -> std::result::Result<Option<Built>, String> {
-    let script = repo_root().join("tools/build-reservation.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    let out = kube_harness::run_tool("build-reservation.sh")?;
     if !out.status.success() {
-        return Err(format!("{} failed ({})", script.display(), out.status));
+        return Err(format!(
+            "tools/build-reservation.sh failed ({})",
+            out.status
+        ));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
     let paths = [
-        field("RESERVATION_BE_JAR="),
-        field("RESERVATION_EP_JAR="),
-        field("RESERVATION_EP_0115_JAR="),
+        out.field("RESERVATION_BE_JAR"),
+        out.field("RESERVATION_EP_JAR"),
+        out.field("RESERVATION_EP_0115_JAR"),
     ];
     if paths.iter().any(String::is_empty) {
         return Ok(None);
@@ -153,12 +144,11 @@ fn run_build_script() -> std::result::Result<Option<Built>, String> {
     let jars = paths.map(PathBuf::from);
     if let Some(missing) = jars.iter().find(|p| !p.is_file()) {
         return Err(format!(
-            "{} printed {}, which does not exist",
-            script.display(),
+            "tools/build-reservation.sh printed {}, which does not exist",
             missing.display()
         ));
     }
-    let src = Some(field("RESERVATION_SRC="))
+    let src = Some(out.field("RESERVATION_SRC"))
         .filter(|s| !s.is_empty())
         .map(PathBuf::from);
     Ok(Some((jars, src)))

@@ -47,24 +47,13 @@ impl Service {
     /// binary dies. `grace`: how long a stop waits after SIGTERM before SIGKILL.
     pub fn spawn(
         name: impl Into<String>,
-        mut cmd: Command,
+        cmd: Command,
         log: &Path,
         dir: &Path,
         grace: Duration,
     ) -> Result<Service> {
         let name = name.into();
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| Error::io("duplicating a log handle", e))?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::io(format!("starting {name}"), e))?;
+        let child = spawn_appending(cmd, log, &format!("starting {name}"))?;
         let pids = dir.join(format!("pids-{}", child.id()));
         fs::write(&pids, child.id().to_string())
             .map_err(|e| Error::io(format!("writing {}", pids.display()), e))?;
@@ -140,20 +129,9 @@ impl Service {
     }
 
     /// Replaces a stopped process by a new one (same log, appended; same watchdog dir).
-    pub fn respawn(&mut self, mut cmd: Command) -> Result<()> {
+    pub fn respawn(&mut self, cmd: Command) -> Result<()> {
         self.stop();
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|e| Error::io(format!("opening {}", self.log.display()), e))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| Error::io("duplicating a log handle", e))?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::io(format!("starting {} again", self.name), e))?;
+        let child = spawn_appending(cmd, &self.log, &format!("starting {} again", self.name))?;
         fs::write(&self.pids, child.id().to_string())
             .map_err(|e| Error::io(format!("writing {}", self.pids.display()), e))?;
         self.child = Some(child);
@@ -169,6 +147,21 @@ impl Drop for Service {
             let _ = w.wait();
         }
     }
+}
+
+/// Starts `cmd` with stdin closed and stdout/stderr appended to `log`; `what` names the start in
+/// an error.
+fn spawn_appending(mut cmd: Command, log: &Path, what: &str) -> Result<Child> {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| Error::io("duplicating a log handle", e))?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.spawn().map_err(|e| Error::io(what.to_owned(), e))
 }
 
 /// SIGTERM (through `kill`, no libc), wait up to `grace`, then SIGKILL; always reaped.
@@ -191,34 +184,14 @@ pub(crate) fn terminate(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// The `sh` watchdog (the same script as `kube-harness`'s): once a second it checks whether this
-/// test process is alive; when it is gone it SIGKILLs every pid in `pids_file` and removes `dir`
-/// (kept under `RESERVATION_HARNESS_KEEP`).
+/// `kube_harness::spawn_watchdog`: SIGKILLs every pid in `pids_file` and removes `dir` once
+/// this test process is gone (`dir` kept under `RESERVATION_HARNESS_KEEP`, for the logs).
 pub(crate) fn spawn_watchdog(pids_file: &Path, dir: &Path) -> Result<Child> {
-    let script = r#"
-parent=$1; pids=$2; dir=$3
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-for p in $(cat "$pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-[ -n "$dir" ] && rm -rf "$dir"
-"#;
-    // RESERVATION_HARNESS_KEEP: the logs stay for reading, also when the binary died.
-    let dir = if std::env::var_os("RESERVATION_HARNESS_KEEP").is_some() {
-        Path::new("")
-    } else {
-        dir
-    };
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("reservation-harness-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(pids_file)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| Error::io("starting the watchdog (sh)", e))
+    let keep = std::env::var_os("RESERVATION_HARNESS_KEEP").is_some();
+    Ok(kube_harness::spawn_watchdog(
+        pids_file,
+        (!keep).then_some(dir),
+    )?)
 }
 
 /// A temp dir `<prefix>-XXXX` that the caller keeps for the life of its processes; kept after

@@ -341,6 +341,13 @@ pub fn parse_deliveries(log: &str) -> Vec<Delivery> {
             d.outcome = Some(o);
         }
     };
+    // `" for event type EVENT_START ..."` after the webhook's quoted name.
+    let event_type_of = |rest: &str| -> String {
+        rest.strip_prefix(" for event type ")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default()
+            .to_owned()
+    };
     for line in log.lines() {
         let Some((thread, msg)) = split_line(line) else {
             continue;
@@ -353,10 +360,7 @@ pub fn parse_deliveries(log: &str) -> Vec<Delivery> {
             let Some((name, rest)) = quoted(rest) else {
                 continue;
             };
-            let event_type = rest
-                .strip_prefix(" for event type ")
-                .and_then(|r| r.split_whitespace().next())
-                .unwrap_or_default();
+            let event_type = event_type_of(rest);
             let events = rest
                 .split(" with ")
                 .nth(1)
@@ -371,7 +375,7 @@ pub fn parse_deliveries(log: &str) -> Vec<Delivery> {
                 thread.into(),
                 Delivery {
                     webhook: name.into(),
-                    event_type: event_type.into(),
+                    event_type,
                     events,
                     body,
                     outcome: None,
@@ -381,16 +385,13 @@ pub fn parse_deliveries(log: &str) -> Vec<Delivery> {
             let Some((name, rest)) = quoted(rest) else {
                 continue;
             };
-            let event_type = rest
-                .strip_prefix(" for event type ")
-                .and_then(|r| r.split_whitespace().next())
-                .unwrap_or_default();
+            let event_type = event_type_of(rest);
             let body = rest.split_once(" with body: ").map(|(_, b)| b.to_string());
             out.push((
                 thread.into(),
                 Delivery {
                     webhook: name.into(),
-                    event_type: event_type.into(),
+                    event_type,
                     events: 1,
                     body,
                     outcome: None,
