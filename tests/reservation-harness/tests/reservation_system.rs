@@ -37,8 +37,8 @@ use jiff::{SignedDuration, Timestamp};
 use reservation_harness::scenario::{EVENT_END_ANNOTATION, IMAGE_CHECKSUM, IMAGE_URL, LOGIN_USER};
 use reservation_harness::scenario::{annotation, is_provisioned, is_released, is_untouched};
 use reservation_harness::{
-    Delivery, ProcessorVersion, Requirements, ReservationSystem, Scenario, ScenarioOptions, Scope,
-    User, UserSpec, WebhookLogRow,
+    Delivery, Event, ProcessorVersion, Requirements, ReservationSystem, Scenario, ScenarioOptions,
+    Scope, User, UserSpec, WebhookLogRow,
 };
 use serde_json::{Value, json};
 
@@ -220,6 +220,28 @@ async fn assert_ep_delivered(
     let got = s.wait_delivery(event_type, timeout).await.unwrap();
     assert_all_succeeded(s, event_type, &got).await;
     got
+}
+
+/// `u` books the scenario's host from `start` to `end` through reservation-be's API; the
+/// processor's START (delivered 2xx) provisions it with `key`. Returns the booking and the
+/// userData Secret's name.
+async fn book_and_provision(
+    s: &Scenario<'_>,
+    u: &User,
+    title: &str,
+    key: &str,
+    (start, end): (Timestamp, Timestamp),
+) -> (Event, String) {
+    let ev = s
+        .system()
+        .client()
+        .create_event(title, &s.resource, u, start, end)
+        .await
+        .unwrap();
+    assert_ep_delivered(s, "EVENT_START", until(start) + Duration::from_secs(30)).await;
+    let bmh = s.wait_provisioned(until(start) + PROVISION).await.unwrap();
+    let secret = assert_provisioned_for(s, &bmh, key, end).await;
+    (ev, secret)
 }
 
 /// The host is provisioned for `key`: image, checksum, power on, a userData Secret whose
@@ -481,14 +503,7 @@ async fn a_reservation_deleted_while_active_releases_the_host() {
     let s = scenario(sys, ScenarioOptions::new("deleted-active")).await;
     let u = user(sys, Some(KEYS[2]), true).await;
     let (start, end) = (now() + secs(LEAD), now() + secs(LEAD + 600));
-    let ev = sys
-        .client()
-        .create_event("Cut short", &s.resource, &u, start, end)
-        .await
-        .unwrap();
-    assert_ep_delivered(&s, "EVENT_START", until(start) + Duration::from_secs(30)).await;
-    let bmh = s.wait_provisioned(until(start) + PROVISION).await.unwrap();
-    let secret = assert_provisioned_for(&s, &bmh, KEYS[2], end).await;
+    let (ev, secret) = book_and_provision(&s, &u, "Cut short", KEYS[2], (start, end)).await;
     sleep_until(start + secs(2)).await;
 
     sys.client().delete_event(&ev).await.unwrap();
@@ -541,14 +556,7 @@ async fn a_reservation_extended_while_active_keeps_the_host_until_the_new_end() 
     let s = scenario(sys, ScenarioOptions::new("extended")).await;
     let u = user(sys, Some(KEYS[4]), true).await;
     let (start, end) = (now() + secs(LEAD), now() + secs(LEAD + 60));
-    let ev = sys
-        .client()
-        .create_event("Need more time", &s.resource, &u, start, end)
-        .await
-        .unwrap();
-    assert_ep_delivered(&s, "EVENT_START", until(start) + Duration::from_secs(30)).await;
-    let bmh = s.wait_provisioned(until(start) + PROVISION).await.unwrap();
-    let secret = assert_provisioned_for(&s, &bmh, KEYS[4], end).await;
+    let (ev, secret) = book_and_provision(&s, &u, "Need more time", KEYS[4], (start, end)).await;
     sleep_until(start + secs(2)).await;
     assert!(
         Timestamp::now() < end,
@@ -838,13 +846,8 @@ async fn a_stopped_processor_leaves_the_release_to_the_grace_period() {
     .await;
     let u = user(&sys, Some(KEYS[1]), true).await;
     let (start, end) = (now() + secs(LEAD), now() + secs(LEAD + 90));
-    sys.client()
-        .create_event("Processor goes away", &s.resource, &u, start, end)
-        .await
-        .unwrap();
-    assert_ep_delivered(&s, "EVENT_START", until(start) + Duration::from_secs(30)).await;
-    let bmh = s.wait_provisioned(until(start) + PROVISION).await.unwrap();
-    let secret = assert_provisioned_for(&s, &bmh, KEYS[1], end).await;
+    let (_, secret) =
+        book_and_provision(&s, &u, "Processor goes away", KEYS[1], (start, end)).await;
     assert!(
         Timestamp::now() + secs(10) < end,
         "provisioning took until the end; the processor can no longer miss it"
