@@ -318,12 +318,16 @@ impl Stack {
     }
 }
 
-/// The sidecar binary: `SIDECAR_BIN`, else `target/debug/bmh-sidecar` (built by `make test` /
-/// `make run`). Missing is an error, never a skip.
+/// The sidecar binary: `SIDECAR_BIN`, else `debug/bmh-sidecar` in `CARGO_TARGET_DIR` or
+/// `target/` (built by `make test` / `make run`). Missing is an error, never a skip.
 pub fn sidecar_bin() -> Result<PathBuf> {
     let path = std::env::var_os("SIDECAR_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/debug/bmh-sidecar"));
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| repo_root().join("target"), PathBuf::from)
+                .join("debug/bmh-sidecar")
+        });
     if path.is_file() {
         Ok(path)
     } else {

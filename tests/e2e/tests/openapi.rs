@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use e2e::{Stack, StackOptions, fixture, fresh, post_webhook, sign};
 use envoy_harness::http::{self, Response};
+use envoy_harness::sample::{REAL_SENDER_FIXTURES, core_fixture};
 use kube_harness::{manifest::parse_documents, repo_root};
 use serde_json::{Value, json};
 
@@ -176,11 +177,6 @@ async fn every_answer_of_the_public_api_is_documented_and_matches_its_schema() {
 /// A change that makes a message invalid.
 type Mutation = Box<dyn Fn(&mut Value)>;
 
-/// The core's fixtures of every real shape.
-fn core_fixture(name: &str) -> Vec<u8> {
-    std::fs::read(repo_root().join("filter/core/tests/fixtures").join(name)).unwrap()
-}
-
 /// The documented request schema is schemas/reservation-event.schema.json (one schema in one
 /// place), and it agrees with the filter's validator on every real shape and on invalid
 /// messages a schema can express.
@@ -204,15 +200,8 @@ fn request_schema_agrees_with_the_filter_validator() {
         .iter()
         .map(|n| ((*n).to_owned(), fixture(n).unwrap()))
         .collect();
-    for n in [
-        "flat-start.json",
-        "batch-start-0115.json",
-        "envelope-deleted.json",
-        "envelope-updated.json",
-        "envelope-test.json",
-        "envelope-resource-created.json",
-    ] {
-        bodies.push((n.to_owned(), core_fixture(n)));
+    for n in REAL_SENDER_FIXTURES {
+        bodies.push((n.to_owned(), core_fixture(n).unwrap()));
     }
     for (name, body) in &bodies {
         let value: Value = serde_json::from_slice(body).unwrap();

@@ -267,3 +267,35 @@ pub fn dechunk_len(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// The JSON body of a reply (a test failure when it is not JSON).
+#[track_caller]
+pub fn json_body(r: &Response) -> serde_json::Value {
+    let parsed = serde_json::from_slice(&r.body);
+    assert!(
+        parsed.is_ok(),
+        "status {}, reply is not JSON: {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    parsed.unwrap_or_default()
+}
+
+/// Asserts a JSON rejection in the replaced service's shape (`{"detail", "error_type",
+/// "timestamp"}`, `application/json`) with this status and `error_type`; returns the body.
+#[track_caller]
+pub fn assert_rejected(r: &Response, status: u16, error_type: &str) -> serde_json::Value {
+    let body = json_body(r);
+    assert_eq!(r.status, status, "body: {body}");
+    assert_eq!(body["error_type"], error_type, "body: {body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "body: {body}"
+    );
+    assert!(
+        body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "body: {body}"
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    body
+}

@@ -34,3 +34,22 @@ pub fn at_now(message: &mut Value, now: SystemTime, ends_in: Duration) {
         moved(data, "start", "end");
     }
 }
+
+/// The core's fixtures of every shape the real reservation system sends (in
+/// `filter/core/tests/fixtures`): the processor's flat event and 0.1.15 batch, reservation-be's
+/// envelopes.
+pub const REAL_SENDER_FIXTURES: [&str; 6] = [
+    "flat-start.json",
+    "batch-start-0115.json",
+    "envelope-deleted.json",
+    "envelope-updated.json",
+    "envelope-test.json",
+    "envelope-resource-created.json",
+];
+
+/// One of the core's fixtures (`filter/core/tests/fixtures/<name>`), as written.
+pub fn core_fixture(name: &str) -> std::io::Result<Vec<u8>> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../filter/core/tests/fixtures");
+    std::fs::read(dir.join(name))
+}

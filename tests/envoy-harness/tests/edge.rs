@@ -13,6 +13,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
+use envoy_harness::http::assert_rejected;
+use envoy_harness::http::json_body;
 use envoy_harness::{EnvoyConfig, http};
 use serde_json::Value;
 use webhook_core::metrics::Outcome;

@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use envoy_harness::http;
+use envoy_harness::http::assert_rejected;
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;

@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use envoy_harness::http;
+use envoy_harness::http::assert_rejected;
 use webhook_core::signature::signature_header_value;
 
 /// `GET /healthz` with a non-UTF-8 header value, then a signed delivery on a new connection.

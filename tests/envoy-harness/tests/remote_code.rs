@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use envoy_harness::envoy::sum_samples;
+use envoy_harness::http::assert_rejected;
 use envoy_harness::{Envoy, RecordingUpstream, filter_wasm, free_port, http};
 use serde_json::Value;
 

@@ -13,6 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
 use envoy_harness::http::Response;
+use envoy_harness::http::assert_rejected;
+use envoy_harness::sample::{REAL_SENDER_FIXTURES, core_fixture};
 use serde_json::{Value, json};
 use webhook_core::metrics::Outcome;
 use webhook_core::scheme;
@@ -601,25 +603,11 @@ fn real_shape(fixture: &[u8]) -> Vec<u8> {
 #[test]
 fn the_real_reservation_systems_messages_pass_the_shipped_configuration() {
     const SECRET: &str = "Zm9yLXRlc3RzLW9ubHktbm90LWEtcmVhbC1zZWNyZXQ=";
-    let fixture = |name: &str| {
-        let path = format!(
-            "{}/../../filter/core/tests/fixtures/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    };
     let b = Bench::start(&plugin_config(|_| {}), &[("WEBHOOK_SECRET", SECRET)]);
-    let mut bodies: Vec<(String, Vec<u8>)> = [
-        "flat-start.json",
-        "batch-start-0115.json",
-        "envelope-deleted.json",
-        "envelope-updated.json",
-        "envelope-test.json",
-        "envelope-resource-created.json",
-    ]
-    .iter()
-    .map(|n| ((*n).to_owned(), real_shape(&fixture(n))))
-    .collect();
+    let mut bodies: Vec<(String, Vec<u8>)> = REAL_SENDER_FIXTURES
+        .iter()
+        .map(|n| ((*n).to_owned(), real_shape(&core_fixture(n).unwrap())))
+        .collect();
     // What reservation-be accepts and the replaced rules refused: a Keycloak username of any
     // pattern, a user without key, name or e-mail, a key comment with `#` and quotes.
     let mut flat: Value = serde_json::from_slice(&bodies[0].1).unwrap();

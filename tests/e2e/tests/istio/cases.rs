@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use envoy_harness::envoy::{parse_sample, sum_samples};
-use envoy_harness::http::{self, Response};
+use envoy_harness::http::{self, assert_rejected};
 use serde_json::{Value, json};
 
 use e2e::Result;
@@ -58,29 +58,6 @@ pub const CASES: &[(&str, Case)] = &[
         new_image_digest_is_live,
     ),
 ];
-
-fn json_body(r: &Response) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| {
-        panic!(
-            "status {}, reply is not JSON ({e}): {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        )
-    })
-}
-
-/// A JSON rejection of the filter, in the project's error shape.
-#[track_caller]
-fn assert_rejected(r: &Response, status: u16, error_type: &str) {
-    let body = json_body(r);
-    assert_eq!(r.status, status, "body: {body}");
-    assert_eq!(body["error_type"], error_type, "body: {body}");
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "body: {body}"
-    );
-    assert_eq!(r.header("content-type"), Some("application/json"));
-}
 
 fn env_entry<'a>(container: &'a Value, name: &str) -> &'a Value {
     container["env"]

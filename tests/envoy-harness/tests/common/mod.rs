@@ -142,30 +142,3 @@ pub fn fresh_event(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
 pub fn rfc3339(t: SystemTime) -> String {
     webhook_core::flow::rfc3339_utc(t)
 }
-
-pub fn json_body(r: &Response) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or_else(|e| {
-        panic!(
-            "reply is not JSON ({e}): {}",
-            String::from_utf8_lossy(&r.body)
-        )
-    })
-}
-
-/// Asserts a JSON rejection in the replaced service's shape.
-#[track_caller]
-pub fn assert_rejected(r: &Response, status: u16, error_type: &str) -> Value {
-    let body = json_body(r);
-    assert_eq!(r.status, status, "body: {body}");
-    assert_eq!(body["error_type"], error_type, "body: {body}");
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "body: {body}"
-    );
-    assert!(
-        body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
-        "body: {body}"
-    );
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    body
-}
