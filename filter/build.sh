@@ -17,19 +17,29 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 command -v wasm-opt >/dev/null || { echo "filter/build.sh: wasm-opt not found (apt-get install binaryen)" >&2; exit 1; }
 mkdir -p "$root/out"
-raw="$root/target/wasm32-wasip1/wasm-release/webhook_filter.wasm"
+raw="${CARGO_TARGET_DIR:-$root/target}/wasm32-wasip1/wasm-release/webhook_filter.wasm"
+# wasm-opt's output is cached outside the repository by the hash of its input, its flags and its
+# version (a fresh checkout of the same source skips it; the newest 8 are kept).
+opt_flags=(--enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int
+  --enable-mutable-globals --enable-simd --strip-debug -O3)
+opt_cache=${TOOLS_CACHE:-$HOME/.cache/bmh-webhook}/wasm-opt
+mkdir -p "$opt_cache"
 build() { # $1 = output name, rest = extra cargo arguments
   local name=$1 out="$root/out/$1"; shift
   cargo build --quiet --locked -p webhook-filter --profile wasm-release --target wasm32-wasip1 "$@" >&2
-  # wasm-opt takes a while on the 4 MB variant: skip it when cargo's output did not change.
-  if ! { [ -f "$out" ] && cmp -s "$raw" "$out.src"; }; then
-    wasm-opt --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-      --enable-mutable-globals --enable-simd --strip-debug -O3 "$raw" -o "$out.tmp"
-    cp "$raw" "$out.src"
-    mv "$out.tmp" "$out"
+  local key
+  key=$({ sha256sum < "$raw"; echo "${opt_flags[*]}"; wasm-opt --version; } | sha256sum | cut -c1-32)
+  if [ ! -f "$opt_cache/$key.wasm" ]; then
+    wasm-opt "${opt_flags[@]}" "$raw" -o "$opt_cache/$key.tmp"
+    mv "$opt_cache/$key.tmp" "$opt_cache/$key.wasm"
   fi
+  touch "$opt_cache/$key.wasm"
+  cp "$opt_cache/$key.wasm" "$out.tmp"
+  mv "$out.tmp" "$out"
   echo "filter/build.sh: $name: $(stat -c %s "$raw") B from cargo, $(stat -c %s "$out") B after wasm-opt" >&2
 }
 build webhook_filter_jsonschema.wasm --features json-schema
 build webhook_filter.wasm
+# shellcheck disable=SC2012  # names are hex digests
+ls -t "$opt_cache"/*.wasm 2>/dev/null | tail -n +9 | xargs -r rm -f
 echo "$root/out/webhook_filter.wasm"

@@ -52,7 +52,7 @@ log "filter: filter/build.sh"
 wasm=$(filter/build.sh)
 log "sidecar: cargo build --release --target $MUSL_TARGET"
 cargo build --quiet --release --locked -p bmh-sidecar --target "$MUSL_TARGET" >&2
-sidecar_bin="$root/target/$MUSL_TARGET/release/bmh-sidecar"
+sidecar_bin="${CARGO_TARGET_DIR:-$root/target}/$MUSL_TARGET/release/bmh-sidecar"
 # A static binary has no program interpreter: nothing of the build machine is needed at run time.
 if readelf -l "$sidecar_bin" | grep -q 'program interpreter'; then
   die "$sidecar_bin is dynamically linked"

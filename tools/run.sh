@@ -16,5 +16,6 @@ eval "$(tools/bootstrap.sh)"
 FILTER_WASM=$(filter/build.sh)
 export FILTER_WASM
 cargo build --locked -p bmh-sidecar -p e2e --bin bmh-sidecar --bin devstack
-export SIDECAR_BIN="$root/target/debug/bmh-sidecar"
-exec "$root/target/debug/devstack"
+target=${CARGO_TARGET_DIR:-$root/target}
+export SIDECAR_BIN="$target/debug/bmh-sidecar"
+exec "$target/debug/devstack"

@@ -22,11 +22,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p webhook-core -p webhook-filter --target wasm32-wasip1 --locked -- -D warnings
 cargo clippy -p webhook-core --all-targets --target wasm32-unknown-unknown --locked -- -D warnings
 
-step "build the filter artifact and the sidecar binary"
+# One native build for every test binary and the sidecar they start (the workspace's features
+# unified once: a separate `cargo build -p bmh-sidecar` would compile tokio, hyper and kube a
+# second time with other features).
+step "build the filter artifact, the native tests and the sidecar binary"
 FILTER_WASM=$(filter/build.sh)
 export FILTER_WASM
-cargo build -p bmh-sidecar --locked
-export SIDECAR_BIN="$root/target/debug/bmh-sidecar"
+cargo test --workspace --locked --no-run
+export SIDECAR_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/bmh-sidecar"
 
 # --- images (make images): built before the native tests, which check the archives ---
 step "images: OCI archives in out/images, deployable manifests in out/deploy"

@@ -34,18 +34,18 @@ cargo build --quiet --locked -p webhook-filter --profile wasm-release --target w
 export BENCH_WASM="$root/out/webhook_filter_bench.wasm"
 wasm-opt --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-mutable-globals --enable-simd --strip-debug -O3 \
-  "$root/target/wasm32-wasip1/wasm-release/webhook_filter.wasm" -o "$BENCH_WASM"
+  "${CARGO_TARGET_DIR:-$root/target}/wasm32-wasip1/wasm-release/webhook_filter.wasm" -o "$BENCH_WASM"
 cargo build --quiet --locked -p envoy-harness --bin render-envoy-config >&2
-export RENDER="$root/target/debug/render-envoy-config"
+export RENDER="${CARGO_TARGET_DIR:-$root/target}/debug/render-envoy-config"
 if [[ " $BENCH_GROUPS " == *" path "* ]]; then
   export KUBE_TESTBIN=${KUBE_TESTBIN:-$(tools/build-testbin.sh)}
   if [ -z "${SIDECAR_BIN:-}" ]; then
     cargo build --quiet --locked --release -p bmh-sidecar --bin bmh-sidecar >&2
-    export SIDECAR_BIN="$root/target/release/bmh-sidecar"
+    export SIDECAR_BIN="${CARGO_TARGET_DIR:-$root/target}/release/bmh-sidecar"
   fi
   if [ -z "${KUBE_TESTBENCH:-}" ]; then
     cargo build --quiet --locked -p kube-harness --bin kube-testbench >&2
-    export KUBE_TESTBENCH="$root/target/debug/kube-testbench"
+    export KUBE_TESTBENCH="${CARGO_TARGET_DIR:-$root/target}/debug/kube-testbench"
   fi
   export BASELINE_PYTHON=$(bench/baseline/venv.sh)
 fi

@@ -13,7 +13,7 @@ if [ "${SIMD:-1}" = 1 ]; then
 fi
 cargo build --quiet --locked -p webhook-core --no-default-features --example wasm_stages \
   --profile wasm-release --target wasm32-wasip1
-wasm="$root/target/wasm32-wasip1/wasm-release/examples/wasm_stages.wasm"
+wasm="${CARGO_TARGET_DIR:-$root/target}/wasm32-wasip1/wasm-release/examples/wasm_stages.wasm"
 echo "== wasm in V8 (node $(node --version), --no-liftoff) =="
 node --no-liftoff --no-warnings - "$wasm" <<'JS'
 const fs = require('node:fs');

@@ -29,7 +29,7 @@ trap cleanup EXIT
 envoy=${ENVOY_BIN:-$(tools/envoy-venv.sh 2>/dev/null)}
 wasm=${FILTER_WASM:-$(filter/build.sh)}
 cargo build -q --locked -p envoy-harness --bin render-envoy-config
-render="$root/target/debug/render-envoy-config"
+render="${CARGO_TARGET_DIR:-$root/target}/debug/render-envoy-config"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # At least 32 bytes: the filter refuses shorter secrets (min_secret_bytes).

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 
 export KUBE_TESTBIN="${KUBE_TESTBIN:-$(tools/build-testbin.sh)}"
 cargo build --release -p bmh-sidecar --bin bmh-sidecar
-export SIDECAR_BIN="${SIDECAR_BIN:-$PWD/target/release/bmh-sidecar}"
+export SIDECAR_BIN="${SIDECAR_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/bmh-sidecar}"
 echo "binary: $SIDECAR_BIN ($(stat -c %s "$SIDECAR_BIN") bytes)" >&2
 # The driver itself is a debug build: it only measures from the outside.
 cargo run -q -p bmh-sidecar --example bench

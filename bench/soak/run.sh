@@ -37,7 +37,7 @@ trap cleanup EXIT
 envoy=${ENVOY_BIN:-$(tools/envoy-venv.sh 2>/dev/null)}
 wasm=${FILTER_WASM:-$(filter/build.sh)}
 cargo build -q --locked -p envoy-harness --bin render-envoy-config
-render="$root/target/debug/render-envoy-config"
+render="${CARGO_TARGET_DIR:-$root/target}/debug/render-envoy-config"
 # Eight distinct free loopback ports at once (sockets held until all are picked).
 read -r -a free < <(python3 -c '
 import socket
