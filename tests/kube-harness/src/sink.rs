@@ -172,19 +172,39 @@ impl Drop for NotificationSink {
     }
 }
 
-/// Accept loop; owns the listener and (through the JoinSet) every connection, so aborting it
-/// closes them all.
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    serve_http1(
+        listener,
+        move |req| handle(req, shared.clone()),
+        std::future::pending(),
+    )
+    .await;
+}
+
+/// Serves HTTP/1.1 on `listener`, each request through `handle`, until `shutdown` resolves. The
+/// loop owns every connection (a `JoinSet`), so ending or aborting it closes them all. The
+/// test servers of the harnesses (this sink, the reservation tier's Keycloak stub) use it.
+pub async fn serve_http1<H, F>(
+    listener: TcpListener,
+    handle: H,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = std::result::Result<Response<Full<Bytes>>, hyper::Error>>
+        + Send
+        + 'static,
+{
     let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            _ = &mut shutdown => return,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
+                let handle = handle.clone();
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| handle(req, shared.clone()));
                     let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
+                        .serve_connection(TokioIo::new(stream), service_fn(handle))
                         .await;
                 });
             }
