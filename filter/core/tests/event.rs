@@ -371,6 +371,24 @@ fn a_starts_times_must_read_and_end_after_start() {
         "$.data.end",
         Reason::NotRfc3339,
     );
+    // Another character for `T` (RFC 3339's "readability" note, which the `time` crate reads):
+    // not what the senders write, nor what the JSON Schema allows (found by fuzzing).
+    for bad in [
+        "2025-06-08D15:00:00.000+02:00",
+        "2025-06-08 15:00:00.000+02:00",
+    ] {
+        assert_refused(
+            &edit(START, |v| v["events"][0]["eventStart"] = json!(bad)),
+            "$.events[0].eventStart",
+            Reason::NotRfc3339,
+        );
+    }
+    assert!(
+        event::validate(&edit(START, |v| {
+            v["events"][0]["eventStart"] = json!("2025-06-08t15:00:00.000+02:00")
+        }))
+        .is_ok()
+    );
     // Nine fractional digits and `Z`, as Jackson may write them.
     let body = edit(FLAT_START, |v| {
         v["timestamp"] = json!("2026-03-02T08:56:10.123456789Z")

@@ -384,8 +384,13 @@ pub fn start_expired(event_end: &str, now_unix_seconds: i64, skew_seconds: u64) 
     })
 }
 
-/// An RFC 3339 date-time.
+/// An RFC 3339 date-time with `T` (or `t`) between date and time, as the senders write it and
+/// the JSON Schema says. The `time` crate alone also reads another character there (RFC 3339's
+/// note on readability), which the schema refuses: one contract, so that is refused here too.
 fn rfc3339(value: &str) -> Result<OffsetDateTime, Reason> {
+    if !matches!(value.as_bytes().get(10), Some(b'T' | b't')) {
+        return Err(Reason::NotRfc3339);
+    }
     OffsetDateTime::parse(value, &Rfc3339).map_err(|_| Reason::NotRfc3339)
 }
 
