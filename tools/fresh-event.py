@@ -24,13 +24,15 @@ def at_now(message, end_hours=2, now=None):
     start, end = iso(now - datetime.timedelta(hours=1)), iso(now + datetime.timedelta(hours=end_hours))
     if "timestamp" in message:
         message["timestamp"] = iso(now)
-    reservations = [message] + list(message.get("events") or [])
-    for r in reservations:
-        if "eventStart" in r:
-            r["eventStart"], r["eventEnd"] = start, end
-    data = message.get("data")
-    if isinstance(data, dict) and "start" in data:
-        data["start"], data["end"] = start, end
+    # Each time that is there is moved; none is added.
+    def move(r, start_key, end_key):
+        for key, time in ((start_key, start), (end_key, end)):
+            if key in r:
+                r[key] = time
+    for r in [message] + list(message.get("events") or []):
+        move(r, "eventStart", "eventEnd")
+    if isinstance(message.get("data"), dict):
+        move(message["data"], "start", "end")
     return message
 
 

@@ -18,10 +18,12 @@ pub fn at_now(message: &mut Value, now: SystemTime, ends_in: Duration) {
     if message.get("timestamp").is_some() {
         message["timestamp"] = json!(rfc3339(now));
     }
+    // Each time that is there is moved; none is added.
     let moved = |r: &mut Value, start_key: &str, end_key: &str| {
-        if r.get(start_key).is_some() {
-            r[start_key] = json!(start);
-            r[end_key] = json!(end);
+        for (key, time) in [(start_key, &start), (end_key, &end)] {
+            if let Some(slot) = r.get_mut(key) {
+                *slot = json!(time);
+            }
         }
     };
     moved(message, "eventStart", "eventEnd");
